@@ -1,0 +1,28 @@
+// styleclip/io/image_io.h — images in and out; the only place where cv::Mat meets tensors.
+//
+// Conventions (STYLE.md habit 6): tensors are RGB, CHW, float; generator images are in [-1, 1]
+// and become 8-bit with floor((clamp(x, -1, 1) + 1) / 2 · 255 + 0.5) (SPEC, issue 2). OpenCV
+// is BGR, HWC, uint8: the conversion is explicit here and nowhere else.
+#pragma once
+
+#include <filesystem>
+#include <vector>
+
+#include <torch/types.h>
+
+namespace styleclip {
+
+/// [3, H, W] float image in [-1, 1] → [H, W, 3] uint8 RGB on the CPU.
+torch::Tensor to_uint8_hwc(const torch::Tensor& chw);
+
+/// Writes a [3, H, W] generator image as an 8-bit RGB PNG (or JPEG, by extension), atomically.
+void write_image(const std::filesystem::path& path, const torch::Tensor& chw);
+
+/// Images side by side (same height), e.g. before | after.
+void write_image_row(const std::filesystem::path& path, const std::vector<torch::Tensor>& chws);
+
+/// Reads an image file as [H, W, 3] uint8 RGB (greyscale and RGBA converted, 16-bit scaled).
+/// Throws an input error naming the file when it is missing, empty or not an image.
+torch::Tensor read_image_rgb(const std::filesystem::path& path);
+
+}  // namespace styleclip

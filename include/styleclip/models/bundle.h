@@ -1,0 +1,75 @@
+// styleclip/models/bundle.h — a model bundle folder and its manifest (SPEC §3).
+//
+// `Bundle::open` reads `manifest.json`, checks its format and version, that every listed file
+// exists with the recorded size and sha256, and that the dimensions it states are coherent. It
+// does not load any model: `Generator` and `Clip` do that from a validated bundle. Errors are
+// `Error` with ExitCode::kBundleInvalid and name the file, what was expected and what was found.
+// A Bundle is an immutable value; copies are cheap enough (a small JSON document).
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace styleclip {
+
+/// Dimensions of the bundle's StyleGAN2 generator, as recorded by the exporter.
+struct GeneratorInfo {
+  int resolution = 0;
+  int w_dim = 0;
+  int z_dim = 0;
+  int num_ws = 0;                  ///< rows of W+
+  int n_mlp = 0;                   ///< mapping network depth
+  std::vector<int> style_dims;     ///< channels of each style layer, StyleSpace order
+  std::vector<bool> style_is_rgb;  ///< whether each style layer is a toRGB layer
+};
+
+/// Dimensions and preprocessing of the bundle's CLIP model.
+struct ClipInfo {
+  int image_resolution = 0;
+  int embed_dim = 0;
+  int context_length = 0;
+  int vocab_size = 0;
+  int vocab_merges = 48894;  ///< merges the tokenizer reads (OpenAI: 49152 - 256 - 2)
+  std::vector<double> image_mean;
+  std::vector<double> image_std;
+};
+
+class Bundle {
+ public:
+  static constexpr int kFormatVersion = 1;
+
+  /// Opens and validates the bundle in `dir`. With `verify_checksums`, every file's sha256 is
+  /// recomputed and compared with the manifest (about 1 s per 400 MB).
+  static Bundle open(const std::filesystem::path& dir, bool verify_checksums = true);
+
+  [[nodiscard]] const std::filesystem::path& dir() const { return dir_; }
+  [[nodiscard]] const nlohmann::json& manifest() const { return manifest_; }
+
+  /// Whether the manifest lists the part ("generator", "clip", "vocab", ...).
+  [[nodiscard]] bool has(const std::string& part) const;
+  /// The file of a part; throws a bundle error naming the part when it is absent.
+  [[nodiscard]] std::filesystem::path file(const std::string& part) const;
+  [[nodiscard]] std::string sha256(const std::string& part) const;
+  /// Names of the parts listed, sorted.
+  [[nodiscard]] std::vector<std::string> parts() const;
+
+  /// Throws a bundle error when the bundle has no generator.
+  [[nodiscard]] const GeneratorInfo& generator() const;
+  /// Throws a bundle error when the bundle has no CLIP model.
+  [[nodiscard]] const ClipInfo& clip() const;
+
+  /// {part: sha256} of every file, for sidecars (what exactly ran).
+  [[nodiscard]] nlohmann::json checksums() const;
+
+ private:
+  std::filesystem::path dir_;
+  nlohmann::json manifest_;
+  std::optional<GeneratorInfo> generator_;
+  std::optional<ClipInfo> clip_;
+};
+
+}  // namespace styleclip

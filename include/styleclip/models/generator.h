@@ -1,0 +1,61 @@
+// styleclip/models/generator.h — the bundle's StyleGAN2 generator (TorchScript) behind a C++ API.
+//
+// Wraps `generator.pt` as written by scripts/export_bundle.py (rosinality's architecture,
+// algorithms §8): mapping z → w, truncation toward w_avg, W → W+ broadcast, W+ → style space S
+// (StyleSpace order, §3.1), and synthesis from W+ or S. Construction checks the module's methods
+// and runs mapping and styles once on the device to check every shape against the manifest.
+// Every method is const and safe to call from one thread at a time; the module is frozen
+// (no parameter requires grad), but inputs that require grad get gradients through it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include <torch/types.h>
+
+#include <styleclip/models/bundle.h>
+
+namespace styleclip {
+
+class Generator {
+ public:
+  Generator(const Bundle& bundle, torch::Device device);
+
+  [[nodiscard]] const GeneratorInfo& info() const { return info_; }
+  [[nodiscard]] torch::Device device() const { return device_; }
+  /// The truncation centre [w_dim] (the checkpoint's latent_avg).
+  [[nodiscard]] const torch::Tensor& w_avg() const { return w_avg_; }
+
+  /// The latent z for a seed: N(0, 1) of shape [z_dim] drawn from a CPU generator seeded with
+  /// `seed` (the same numbers as `torch.manual_seed(seed); torch.randn(z_dim)` in Python).
+  [[nodiscard]] torch::Tensor seed_z(uint64_t seed) const;
+
+  /// z [B, z_dim] → w [B, w_dim].
+  [[nodiscard]] torch::Tensor mapping(const torch::Tensor& z) const;
+  /// w' = w_avg + psi·(w − w_avg), for [B, w_dim] or [B, num_ws, w_dim].
+  [[nodiscard]] torch::Tensor truncate(const torch::Tensor& w, double psi) const;
+  /// [B, w_dim] → [B, num_ws, w_dim].
+  [[nodiscard]] torch::Tensor broadcast(const torch::Tensor& w) const;
+
+  /// W+ [B, num_ws, w_dim] → S, one [B, C_l] tensor per style layer.
+  [[nodiscard]] std::vector<torch::Tensor> styles(const torch::Tensor& ws) const;
+  /// W+ → image [B, 3, R, R], raw generator output (about [-1, 1], unclamped).
+  [[nodiscard]] torch::Tensor synthesis(const torch::Tensor& ws,
+                                        bool randomize_noise = false) const;
+  /// S → image.
+  [[nodiscard]] torch::Tensor synthesis_from_styles(const std::vector<torch::Tensor>& styles,
+                                                    bool randomize_noise = false) const;
+
+  /// Throws an input error unless `ws` is [B, num_ws, w_dim] (B ≥ 1). `what` names the input.
+  void check_wplus(const torch::Tensor& ws, const std::string& what) const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+  GeneratorInfo info_;
+  torch::Device device_;
+  torch::Tensor w_avg_;
+};
+
+}  // namespace styleclip

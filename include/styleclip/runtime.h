@@ -1,0 +1,22 @@
+// styleclip/runtime.h — process-wide LibTorch settings: threads, devices, executor options.
+#pragma once
+
+#include <string>
+
+#include <torch/types.h>
+
+namespace styleclip {
+
+/// Sets Torch's intra-op thread count (0 = all cores) and turns off the profiling executor's
+/// specialisation pass, which makes the first calls of a scripted module about 8× slower with no
+/// steady-state gain here (shared/docs/LIBTORCH-NOTES.md).
+void configure_runtime(int threads);
+
+/// Parses `auto`, `cpu`, `cuda` or `cuda:N`. `auto` picks CUDA when available. Throws a device
+/// error (exit code 5) when CUDA is asked for but absent, a usage error for anything else.
+torch::Device parse_device(const std::string& spec);
+
+/// A one-line message for a LibTorch exception, without the C++ stack trace.
+std::string torch_message(const std::exception& e);
+
+}  // namespace styleclip

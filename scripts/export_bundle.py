@@ -1,0 +1,205 @@
+#!/usr/bin/python3
+"""Export published checkpoints (or random-weight models of the same architectures) to a bundle.
+
+Run with Debian's Python (`/usr/bin/python3`), which has PyTorch. Examples:
+
+  # the real FFHQ generator StyleCLIP uses (rosinality format)
+  /usr/bin/python3 scripts/export_bundle.py --stylegan stylegan2-ffhq-config-f.pt --out models/ffhq
+  # OpenAI's CLIP ViT-B/32 and its vocabulary, into the same bundle
+  /usr/bin/python3 scripts/export_bundle.py --clip ViT-B-32.pt --vocab bpe_simple_vocab_16e6.txt.gz \
+      --out models/ffhq
+  # a small random generator for tests and benchmarks
+  /usr/bin/python3 scripts/export_bundle.py --random --resolution 64 --w-dim 64 --n-mlp 4 \
+      --channel-divisor 8 --out /tmp/tiny
+
+Each part is added to `DIR/manifest.json`; other parts already in the bundle are kept.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+
+def fail(message: str, code: int = 2):
+    print(f"export_bundle: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="bundle folder (created if missing)")
+    g = p.add_argument_group("StyleGAN2 generator")
+    g.add_argument("--stylegan", metavar="CKPT", help="rosinality checkpoint {'g_ema': ..., 'latent_avg': ...}")
+    g.add_argument("--random", action="store_true", help="export a random-weight generator instead")
+    g.add_argument("--resolution", type=int, default=64)
+    g.add_argument("--w-dim", type=int, default=64)
+    g.add_argument("--n-mlp", type=int, default=4)
+    g.add_argument("--channel-multiplier", type=int, default=2)
+    g.add_argument("--channel-divisor", type=int, default=8,
+                   help="divide rosinality's channel table by this (1 = the real config-f widths)")
+    g.add_argument("--lr-mlp", type=float, default=0.01,
+                   help="mapping network learning-rate multiplier the checkpoint was trained with "
+                        "(rosinality default 0.01; not recoverable from the weights)")
+    g.add_argument("--seed", type=int, default=0, help="seed for --random / --random-clip")
+    g.add_argument("--save-checkpoint", metavar="FILE",
+                   help="with --random: also write the rosinality-format checkpoint")
+    c = p.add_argument_group("CLIP")
+    c.add_argument("--clip", metavar="CKPT", help="OpenAI CLIP checkpoint (TorchScript archive or state dict)")
+    c.add_argument("--vocab", metavar="FILE", help="CLIP BPE merges (bpe_simple_vocab_16e6.txt.gz)")
+    c.add_argument("--random-clip", metavar="SIZE", choices=["tiny", "vit-b32"],
+                   help="export a random-weight CLIP of this size instead of --clip")
+    c.add_argument("--clip-text-heads", type=int, default=None,
+                   help="text transformer heads (default: width // 64 as OpenAI's build_model; the "
+                        "weights do not determine it, so give it for models built otherwise)")
+    c.add_argument("--vocab-merges", type=int, default=None,
+                   help="number of merges the tokenizer uses (default: OpenAI's 48894, or all for "
+                        "smaller files)")
+    return p.parse_args(argv)
+
+
+def export_stylegan(args, manifest):
+    import torch
+    from styleclip_export import bundle, stylegan2
+
+    if args.random:
+        ckpt = stylegan2.random_checkpoint(args.resolution, args.w_dim, args.n_mlp,
+                                           args.channel_multiplier, args.channel_divisor,
+                                           args.seed, args.lr_mlp)
+        source = None
+        if args.save_checkpoint:
+            torch.save(ckpt, args.save_checkpoint)
+            source = args.save_checkpoint
+    else:
+        if not os.path.isfile(args.stylegan):
+            fail(f"cannot read checkpoint '{args.stylegan}': file does not exist")
+        try:
+            ckpt = torch.load(args.stylegan, map_location="cpu")
+        except Exception as e:  # noqa: BLE001 - any unpickling failure is the same user error
+            fail(f"cannot read checkpoint '{args.stylegan}': {str(e).splitlines()[0]}")
+        source = args.stylegan
+    if not isinstance(ckpt, dict) or "g_ema" not in ckpt:
+        fail(f"'{args.stylegan}' is not a rosinality StyleGAN2 checkpoint: expected a dict with "
+             "'g_ema' (convert NVIDIA .pkl files with rosinality's convert_weight.py first)")
+    sd = ckpt["g_ema"]
+    latent_avg = ckpt.get("latent_avg")
+    computed_avg = latent_avg is None
+    try:
+        if computed_avg:
+            # Without a stored average, do what rosinality's mean_latent does, with a fixed seed.
+            g = stylegan2.build_generator(sd, torch.zeros(sd["style.1.weight"].shape[1]), args.lr_mlp)
+            gen = torch.Generator().manual_seed(0)
+            with torch.no_grad():
+                latent_avg = g.mapping(torch.randn(4096, g.z_dim, generator=gen)).mean(0)
+        g = stylegan2.build_generator(sd, latent_avg, args.lr_mlp)
+    except ValueError as e:
+        fail(f"'{args.stylegan or 'random'}': {e}")
+    cfg = stylegan2.config_from_state_dict(sd)
+    scripted = torch.jit.script(g)
+    os.makedirs(args.out, exist_ok=True)
+    bundle.save_script(scripted, args.out, "generator.pt")
+
+    # Reload and compare with the eager module: the scripted file is what C++ will run.
+    reloaded = torch.jit.load(os.path.join(args.out, "generator.pt"))
+    with torch.no_grad():
+        z = torch.randn(2, cfg["z_dim"], generator=torch.Generator().manual_seed(1))
+        ws = g.mapping(z)[:, None, :].expand(-1, cfg["num_ws"], -1).contiguous()
+        a = g.synthesis(ws, False)
+        b = reloaded.synthesis(ws, False)
+        if a.shape != (2, 3, cfg["resolution"], cfg["resolution"]) or (a - b).abs().max() > 1e-5:
+            fail("internal error: the scripted generator does not reproduce the eager one")
+
+    manifest["files"]["generator"] = bundle.file_entry(args.out, "generator.pt")
+    manifest["generator"] = {
+        "architecture": "stylegan2-rosinality",
+        "resolution": cfg["resolution"],
+        "w_dim": cfg["w_dim"],
+        "z_dim": cfg["z_dim"],
+        "num_ws": cfg["num_ws"],
+        "n_mlp": cfg["n_mlp"],
+        "lr_mlp": args.lr_mlp,
+        "channels": {str(k): v for k, v in cfg["channels"].items()},
+        "style_dims": stylegan2.style_dims(g),
+        "style_is_rgb": stylegan2.style_is_rgb(g),
+        "w_avg_source": "computed: mean of 4096 mapped samples, seed 0" if computed_avg
+        else "checkpoint latent_avg",
+        "provenance": bundle.provenance(source, random=bool(args.random),
+                                        random_seed=args.seed if args.random else None),
+    }
+    print(f"generator: {cfg['resolution']} px, w_dim {cfg['w_dim']}, {cfg['num_ws']} W+ rows, "
+          f"{len(manifest['generator']['style_dims'])} style layers -> {args.out}/generator.pt")
+
+
+def export_clip(args, manifest):
+    import torch
+    from styleclip_export import bundle, clip
+
+    if not args.vocab:
+        fail("--vocab FILE is required with --clip/--random-clip (CLIP's bpe_simple_vocab_16e6.txt.gz)")
+    if not os.path.isfile(args.vocab):
+        fail(f"cannot read vocabulary '{args.vocab}': file does not exist")
+    os.makedirs(args.out, exist_ok=True)
+    if args.random_clip:
+        sizes = {"tiny": dict(transformer_heads=2), "vit-b32": dict(embed_dim=512, image_resolution=224, vision_layers=12,
+                                              vision_width=768, vision_patch_size=32,
+                                              transformer_width=512, transformer_heads=8,
+                                              transformer_layers=12)}[args.random_clip]
+        sd = clip.random_clip_state_dict(seed=args.seed, **sizes)
+        src = os.path.join(args.out, ".random_clip_state_dict.pt")
+        torch.save(sd, src)
+        try:
+            section = clip.export_clip(src, args.out, sizes.get("transformer_heads"))
+        finally:
+            os.remove(src)
+        section["source"] = f"random ({args.random_clip}, seed {args.seed})"
+    else:
+        if not os.path.isfile(args.clip):
+            fail(f"cannot read checkpoint '{args.clip}': file does not exist")
+        try:
+            section = clip.export_clip(args.clip, args.out, args.clip_text_heads)
+        except ValueError as e:
+            fail(str(e))
+    vocab_name = "vocab.txt.gz"
+    tmp = os.path.join(args.out, vocab_name + ".tmp")
+    shutil.copyfile(args.vocab, tmp)
+    os.replace(tmp, os.path.join(args.out, vocab_name))
+    manifest["files"]["clip"] = bundle.file_entry(args.out, section.pop("file"))
+    manifest["files"]["vocab"] = bundle.file_entry(args.out, vocab_name)
+    section["vocab_merges"] = args.vocab_merges if args.vocab_merges is not None else 48894
+    section["provenance"] = bundle.provenance(args.clip if not args.random_clip else None,
+                                              vocab_source=os.path.basename(args.vocab))
+    manifest["clip"] = section
+    cfg = section["config"]
+    print(f"clip: {cfg.get('vision_kind', 'vit')} {cfg['image_resolution']} px, embed {cfg['embed_dim']} "
+          f"-> {args.out}/clip.pt")
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.stylegan and args.random:
+        fail("give either --stylegan CKPT or --random, not both")
+    if args.clip and args.random_clip:
+        fail("give either --clip CKPT or --random-clip, not both")
+    if not (args.stylegan or args.random or args.clip or args.random_clip):
+        fail("nothing to export: give --stylegan CKPT, --random, --clip CKPT or --random-clip")
+    if args.save_checkpoint and not args.random:
+        fail("--save-checkpoint only applies to --random")
+    from styleclip_export import bundle
+
+    os.makedirs(args.out, exist_ok=True)
+    try:
+        manifest = bundle.read_manifest(args.out)
+    except (ValueError, OSError) as e:
+        fail(str(e))
+    if args.stylegan or args.random:
+        export_stylegan(args, manifest)
+    if args.clip or args.random_clip:
+        export_clip(args, manifest)
+    bundle.write_manifest(args.out, manifest)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The README's first command: install dependencies, build, and run the main job once.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install_deps.sh
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j"$(nproc)"
+if [ -f models/demo/manifest.json ]; then
+  models=models/demo
+else
+  # No trained demonstration bundle is shipped yet: show the pipeline on a random-weight
+  # generator made by the exporter (its pictures are noise-like patterns, not meaningful edits).
+  models=build/models/random64
+  [ -f "$models/manifest.json" ] || /usr/bin/python3 scripts/export_bundle.py --random --resolution 64 \
+    --w-dim 64 --n-mlp 4 --channel-divisor 8 --seed 0 --out "$models" >/dev/null
+fi
+build/src/styleclip info --models "$models"
+build/src/styleclip generate --models "$models" --seed 0-3 --out build/out/generate
+echo "styleclip is built: build/src/styleclip (outputs above are in build/out/generate)"

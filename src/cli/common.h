@@ -1,0 +1,55 @@
+// src/cli/common.h — what every subcommand shares: registration, options, sidecars.
+//
+// Each subcommand lives in its own cmd_*.cpp with an options struct, a `setup_*` that declares
+// its flags, and a `run_*` that does the work after parsing (CLI11 callbacks run inside parse()
+// and would let exceptions escape: parse first, then dispatch). Only main() maps exceptions to
+// exit codes.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+namespace styleclip::cli {
+
+/// Options every subcommand sees (set on the top-level app).
+struct GlobalOptions {
+  int threads = 0;  ///< 0 = all cores
+  bool verbose = false;
+  bool quiet = false;
+};
+
+/// A registered subcommand: the CLI11 app and the function that runs it after parsing.
+struct Command {
+  CLI::App* app = nullptr;
+  std::function<int()> run;
+};
+
+using Registry = std::vector<Command>;
+
+void setup_info(CLI::App& app, Registry& reg);
+void setup_generate(CLI::App& app, Registry& reg);
+void setup_tokenize(CLI::App& app, Registry& reg);
+void setup_embed(CLI::App& app, Registry& reg);
+
+/// `--models DIR` with its default: $STYLECLIP_MODELS, else the bundled demonstration model.
+void add_models_option(CLI::App& app, std::string& target);
+/// The bundle folder to use: the flag if given, else $STYLECLIP_MODELS, else the default.
+std::filesystem::path resolve_models(const std::string& flag);
+
+/// "7", "0-7", "1,4,9-11" → seeds. Throws a usage error naming the option on anything else.
+std::vector<uint64_t> parse_seeds(const std::string& spec);
+
+/// The fields every sidecar starts with: tool version, command, time, bundle and checksums.
+nlohmann::json sidecar_header(const std::string& command, const std::filesystem::path& models,
+                              const nlohmann::json& checksums);
+
+/// Writes JSON (pretty, newline-terminated) atomically.
+void write_json(const std::filesystem::path& path, const nlohmann::json& j);
+
+}  // namespace styleclip::cli

@@ -1,0 +1,84 @@
+// styleclip — edit images with words. The thin CLI over styleclip::core (SPEC §4).
+#include <styleclip/error.h>
+#include <styleclip/runtime.h>
+
+#include <cstdio>
+#include <exception>
+#include <iostream>
+#include <new>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <c10/util/Exception.h>
+
+#include "common.h"
+
+namespace {
+
+void setup_logging(const styleclip::cli::GlobalOptions& g) {
+  // Messages go to stderr; stdout carries only results (STYLE.md habit 5).
+  auto logger = spdlog::stderr_color_mt("styleclip");
+  logger->set_pattern("%^%l%$: %v");
+  logger->set_level(g.quiet ? spdlog::level::warn
+                            : (g.verbose ? spdlog::level::debug : spdlog::level::info));
+  spdlog::set_default_logger(logger);
+}
+
+int fail(styleclip::ExitCode code, const std::string& message) {
+  std::cerr << "styleclip: error: " << message << "\n";
+  return static_cast<int>(code);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace styleclip;
+  CLI::App app{"styleclip — edit StyleGAN2 images with text, guided by CLIP", "styleclip"};
+  app.set_version_flag("--version", STYLECLIP_VERSION);
+  app.require_subcommand(1);
+  cli::GlobalOptions global;
+  app.add_option("--threads", global.threads, "CPU threads for Torch (default: all cores)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_flag("-v,--verbose", global.verbose, "more log output");
+  app.add_flag("-q,--quiet", global.quiet, "only warnings and errors on stderr");
+
+  cli::Registry registry;
+  cli::setup_info(app, registry);
+  cli::setup_generate(app, registry);
+  cli::setup_tokenize(app, registry);
+  cli::setup_embed(app, registry);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return fail(ExitCode::kUsage, std::string(e.what()) + " (see styleclip --help)");
+  }
+
+  setup_logging(global);
+  try {
+    configure_runtime(global.threads);
+    for (auto& cmd : registry) {
+      if (cmd.app->parsed()) return cmd.run();
+    }
+    return fail(ExitCode::kUsage, "no subcommand given (see styleclip --help)");
+  } catch (const Error& e) {
+    return fail(e.code(), e.what());
+  } catch (const std::bad_alloc&) {
+    return fail(ExitCode::kDevice, "out of memory (try a smaller --batch)");
+  } catch (const c10::Error& e) {
+    const std::string m = torch_message(e);
+    if (m.find("out of memory") != std::string::npos) {
+      return fail(ExitCode::kDevice, "out of device memory: " + m + " (try a smaller --batch)");
+    }
+    return fail(ExitCode::kSomeInputsFailed, "internal error in LibTorch: " + m);
+  } catch (const std::exception& e) {
+    return fail(ExitCode::kSomeInputsFailed, std::string("internal error: ") + e.what());
+  }
+}

@@ -1,0 +1,105 @@
+#include <styleclip/error.h>
+#include <styleclip/io/atomic_file.h>
+#include <styleclip/io/image_io.h>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+namespace styleclip {
+namespace fs = std::filesystem;
+
+torch::Tensor to_uint8_hwc(const torch::Tensor& chw) {
+  TORCH_CHECK(chw.dim() == 3 && chw.size(0) == 3, "expected a [3, H, W] image, got ", chw.sizes());
+  auto x = chw.detach().to(torch::kCPU, torch::kFloat32);
+  x = torch::floor((x.clamp(-1.0, 1.0) + 1.0) / 2.0 * 255.0 + 0.5);
+  return x.permute({1, 2, 0}).to(torch::kUInt8).contiguous();
+}
+
+namespace {
+
+cv::Mat to_bgr_mat(const torch::Tensor& chw) {
+  const auto hwc = to_uint8_hwc(chw);
+  // from_blob does not own the data: clone into a Mat that does before `hwc` goes away.
+  cv::Mat rgb(static_cast<int>(hwc.size(0)), static_cast<int>(hwc.size(1)), CV_8UC3,
+              hwc.data_ptr());
+  cv::Mat bgr;
+  cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+  return bgr;
+}
+
+void write_mat(const fs::path& path, const cv::Mat& bgr) {
+  std::string ext = path.extension().string();
+  if (ext.empty()) ext = ".png";
+  write_via_temp(path, [&](const fs::path& tmp) {
+    std::vector<uchar> buf;
+    bool ok = false;
+    try {
+      ok = cv::imencode(ext, bgr, buf);
+    } catch (const cv::Exception&) {
+      ok = false;
+    }
+    if (!ok)
+      throw usage_error("cannot write image '" + path.string() + "': unsupported format '" + ext +
+                        "'");
+    write_file_atomic(tmp, std::string_view(reinterpret_cast<const char*>(buf.data()), buf.size()));
+  });
+}
+
+}  // namespace
+
+void write_image(const fs::path& path, const torch::Tensor& chw) {
+  write_mat(path, to_bgr_mat(chw));
+}
+
+void write_image_row(const fs::path& path, const std::vector<torch::Tensor>& chws) {
+  std::vector<cv::Mat> mats;
+  for (const auto& t : chws) mats.push_back(to_bgr_mat(t));
+  cv::Mat row;
+  cv::hconcat(mats, row);
+  write_mat(path, row);
+}
+
+torch::Tensor read_image_rgb(const fs::path& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec))
+    throw input_error("cannot read image '" + path.string() + "': file does not exist");
+  if (fs::is_regular_file(path, ec) && fs::file_size(path, ec) == 0) {
+    throw input_error("cannot read image '" + path.string() + "': file is empty");
+  }
+  cv::Mat img;
+  try {
+    img = cv::imread(path.string(), cv::IMREAD_UNCHANGED | cv::IMREAD_ANYDEPTH);
+  } catch (const cv::Exception&) {
+    img = cv::Mat();
+  }
+  if (img.empty()) {
+    throw input_error("cannot read image '" + path.string() +
+                      "': not an image OpenCV can decode (use PNG, JPEG, WebP, TIFF or BMP)");
+  }
+  if (img.depth() == CV_16U) img.convertTo(img, CV_8U, 1.0 / 257.0);
+  if (img.depth() != CV_8U) {
+    cv::Mat tmp;
+    img.convertTo(tmp, CV_8U);
+    img = tmp;
+  }
+  cv::Mat rgb;
+  switch (img.channels()) {
+    case 1:
+      cv::cvtColor(img, rgb, cv::COLOR_GRAY2RGB);
+      break;
+    case 3:
+      cv::cvtColor(img, rgb, cv::COLOR_BGR2RGB);
+      break;
+    case 4:
+      cv::cvtColor(img, rgb, cv::COLOR_BGRA2RGB);
+      break;
+    default:
+      throw input_error("cannot read image '" + path.string() +
+                        "': " + std::to_string(img.channels()) + " channels are not supported");
+  }
+  auto t = torch::from_blob(rgb.data, {rgb.rows, rgb.cols, 3}, torch::kUInt8);
+  return t.clone();  // own the pixels: `rgb` dies at the end of this function
+}
+
+}  // namespace styleclip

@@ -1,0 +1,206 @@
+#include <styleclip/error.h>
+#include <styleclip/io/atomic_file.h>
+#include <styleclip/io/latent_io.h>
+#include <styleclip/runtime.h>
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include <torch/script.h>
+
+namespace styleclip {
+namespace fs = std::filesystem;
+
+namespace {
+
+// Latent files are small; anything beyond this is not a latent file (and would exhaust memory
+// before failing in a less helpful place).
+constexpr std::uintmax_t kMaxLatentFileBytes = std::uintmax_t(2) << 30;
+
+std::vector<char> read_all(const fs::path& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) {
+    throw input_error("cannot read latent '" + path.string() + "': file does not exist");
+  }
+  if (!fs::is_regular_file(path, ec)) {
+    throw input_error("cannot read latent '" + path.string() + "': not a regular file");
+  }
+  const auto size = fs::file_size(path, ec);
+  if (ec || size > kMaxLatentFileBytes) {
+    throw input_error("cannot read latent '" + path.string() + "': file is too large for a latent");
+  }
+  std::ifstream in(path, std::ios::binary);
+  std::vector<char> data(size);
+  if (!in || !in.read(data.data(), static_cast<std::streamsize>(size))) {
+    throw input_error("cannot read latent '" + path.string() + "': read error");
+  }
+  return data;
+}
+
+std::string shape_str(torch::IntArrayRef sizes) {
+  std::ostringstream s;
+  s << sizes;
+  return s.str();
+}
+
+/// NumPy format 1.0–3.0 (numpy/lib/format.py): magic, version, header length, a Python dict
+/// literal {'descr': '<f4', 'fortran_order': False, 'shape': (…)}, then raw data.
+torch::Tensor parse_npy(const std::vector<char>& data, const fs::path& path) {
+  const auto bad = [&](const std::string& why) {
+    return input_error("cannot read latent '" + path.string() + "': invalid .npy file (" + why +
+                       ")");
+  };
+  if (data.size() < 10 || std::memcmp(data.data(), "\x93NUMPY", 6) != 0) throw bad("bad magic");
+  const int major = static_cast<unsigned char>(data[6]);
+  size_t header_len = 0;
+  size_t offset = 0;
+  if (major == 1) {
+    header_len = static_cast<unsigned char>(data[8]) | (static_cast<unsigned char>(data[9]) << 8);
+    offset = 10;
+  } else if (major == 2 || major == 3) {
+    if (data.size() < 12) throw bad("truncated header");
+    header_len = 0;
+    for (int i = 0; i < 4; ++i)
+      header_len |= size_t(static_cast<unsigned char>(data[8 + i])) << (8 * i);
+    offset = 12;
+  } else {
+    throw bad("unsupported version " + std::to_string(major));
+  }
+  if (header_len > 65536 || offset + header_len > data.size()) throw bad("truncated header");
+  const std::string header(data.data() + offset, header_len);
+  const auto value_of = [&](const std::string& key) -> std::string {
+    const auto k = header.find("'" + key + "'");
+    if (k == std::string::npos) throw bad("no '" + key + "' in header");
+    const auto colon = header.find(':', k);
+    if (colon == std::string::npos) throw bad("malformed header");
+    return header.substr(colon + 1);
+  };
+  std::string descr = value_of("descr");
+  const auto q1 = descr.find('\'');
+  const auto q2 = descr.find('\'', q1 + 1);
+  if (q1 == std::string::npos || q2 == std::string::npos) throw bad("malformed descr");
+  descr = descr.substr(q1 + 1, q2 - q1 - 1);
+  const std::string fortran = value_of("fortran_order");
+  if (fortran.find("True") < fortran.find(',')) throw bad("Fortran order is not supported");
+  std::string shape_s = value_of("shape");
+  const auto p1 = shape_s.find('(');
+  const auto p2 = shape_s.find(')');
+  if (p1 == std::string::npos || p2 == std::string::npos || p2 < p1) throw bad("malformed shape");
+  shape_s = shape_s.substr(p1 + 1, p2 - p1 - 1);
+  std::vector<int64_t> shape;
+  std::stringstream ss(shape_s);
+  std::string item;
+  int64_t numel = 1;
+  while (std::getline(ss, item, ',')) {
+    if (item.find_first_not_of(" \t") == std::string::npos) continue;
+    try {
+      size_t used = 0;
+      const long long v = std::stoll(item, &used);
+      if (v < 0 || v > (int64_t(1) << 40)) throw std::out_of_range(item);
+      shape.push_back(v);
+      numel *= v;
+      if (numel > (int64_t(1) << 40)) throw std::out_of_range(item);
+    } catch (const std::exception&) {
+      throw bad("malformed shape");
+    }
+  }
+  torch::ScalarType dtype;
+  size_t item_size = 0;
+  if (descr == "<f4" || descr == "=f4") {
+    dtype = torch::kFloat32;
+    item_size = 4;
+  } else if (descr == "<f8" || descr == "=f8") {
+    dtype = torch::kFloat64;
+    item_size = 8;
+  } else if (descr == "<f2" || descr == "=f2") {
+    dtype = torch::kFloat16;
+    item_size = 2;
+  } else {
+    throw bad("dtype '" + descr + "' is not supported; save float32 or float64");
+  }
+  const size_t begin = offset + header_len;
+  if (data.size() - begin != static_cast<size_t>(numel) * item_size) {
+    throw bad("data size does not match shape " + shape_str(shape));
+  }
+  auto t = torch::empty(shape, torch::TensorOptions().dtype(dtype));
+  std::memcpy(t.data_ptr(), data.data() + begin, size_t(numel) * item_size);
+  return t.to(torch::kFloat32);
+}
+
+torch::Tensor parse_pt(const std::vector<char>& data, const fs::path& path) {
+  torch::IValue v;
+  try {
+    v = torch::jit::pickle_load(data);
+  } catch (const std::exception& e) {
+    throw input_error("cannot read latent '" + path.string() +
+                      "': not a tensor saved with torch.save (" + torch_message(e) + ")");
+  }
+  if (!v.isTensor()) {
+    throw input_error("cannot read latent '" + path.string() + "': it holds a " + v.tagKind() +
+                      ", expected a single tensor (save it with torch.save(tensor, path))");
+  }
+  const auto t = v.toTensor();
+  if (!t.is_floating_point()) {
+    throw input_error("cannot read latent '" + path.string() + "': tensor has integer dtype");
+  }
+  return t.to(torch::kCPU, torch::kFloat32).contiguous();
+}
+
+}  // namespace
+
+torch::Tensor read_tensor_file(const fs::path& path) {
+  const auto data = read_all(path);
+  const std::string ext = path.extension().string();
+  if (ext == ".npy") return parse_npy(data, path);
+  if (ext == ".pt" || ext == ".pth") return parse_pt(data, path);
+  throw input_error("cannot read latent '" + path.string() +
+                    "': unknown extension (expected .pt or .npy)");
+}
+
+torch::Tensor normalize_latents(const torch::Tensor& t, int num_ws, int w_dim,
+                                const std::string& what) {
+  torch::Tensor out;
+  if (t.dim() == 1 && t.size(0) == w_dim) {
+    out = t.view({1, 1, w_dim}).expand({1, num_ws, w_dim});
+  } else if (t.dim() == 2 && t.size(0) == num_ws && t.size(1) == w_dim) {
+    out = t.unsqueeze(0);
+  } else if (t.dim() == 3 && t.size(0) >= 1 && t.size(1) == num_ws && t.size(2) == w_dim) {
+    out = t;
+  } else {
+    const auto n = std::to_string(num_ws);
+    const auto d = std::to_string(w_dim);
+    throw input_error(what + " has shape " + shape_str(t.sizes()) + ": expected [" + d + "], [" +
+                      n + ", " + d + "] or [N, " + n + ", " + d + "] for this generator");
+  }
+  if (!torch::isfinite(out).all().item<bool>()) {
+    throw input_error(what + " contains NaN or Inf values");
+  }
+  return out.contiguous();
+}
+
+torch::Tensor load_latents(const fs::path& path, int num_ws, int w_dim) {
+  return normalize_latents(read_tensor_file(path), num_ws, w_dim, "latent '" + path.string() + "'");
+}
+
+std::vector<char> tensor_to_pt_bytes(const torch::Tensor& t) {
+  return torch::jit::pickle_save(t.detach().to(torch::kCPU).contiguous());
+}
+
+std::vector<char> tensors_to_pt_bytes(const std::vector<torch::Tensor>& ts) {
+  c10::List<torch::Tensor> list;
+  for (const auto& t : ts) list.push_back(t.detach().to(torch::kCPU).contiguous());
+  return torch::jit::pickle_save(list);
+}
+
+void save_tensor_pt(const fs::path& path, const torch::Tensor& t) {
+  const auto bytes = tensor_to_pt_bytes(t);
+  write_file_atomic(path, std::string_view(bytes.data(), bytes.size()));
+}
+
+void save_tensors_pt(const fs::path& path, const std::vector<torch::Tensor>& ts) {
+  const auto bytes = tensors_to_pt_bytes(ts);
+  write_file_atomic(path, std::string_view(bytes.data(), bytes.size()));
+}
+
+}  // namespace styleclip

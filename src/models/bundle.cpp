@@ -1,0 +1,211 @@
+#include <styleclip/error.h>
+#include <styleclip/io/sha256.h>
+#include <styleclip/models/bundle.h>
+
+#include <fstream>
+#include <sstream>
+
+namespace styleclip {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::string describe(const json& j) {
+  std::string s = j.dump();
+  return s.size() > 40 ? s.substr(0, 37) + "..." : s;
+}
+
+/// Reads `obj[key]` as T, or throws a bundle error naming the manifest and the key.
+template <typename T>
+T field(const json& obj, const std::string& key, const fs::path& manifest,
+        const std::string& where) {
+  const std::string name = where.empty() ? key : where + "." + key;
+  if (!obj.is_object() || !obj.contains(key)) {
+    throw bundle_error("invalid manifest '" + manifest.string() + "': missing field '" + name +
+                       "'");
+  }
+  try {
+    return obj.at(key).get<T>();
+  } catch (const json::exception&) {
+    throw bundle_error("invalid manifest '" + manifest.string() + "': field '" + name +
+                       "' has the wrong type (found " + describe(obj.at(key)) + ")");
+  }
+}
+
+int positive(const json& obj, const std::string& key, const fs::path& manifest,
+             const std::string& where) {
+  const int v = field<int>(obj, key, manifest, where);
+  if (v <= 0) {
+    throw bundle_error("invalid manifest '" + manifest.string() + "': field '" + where + "." + key +
+                       "' must be positive, found " + std::to_string(v));
+  }
+  return v;
+}
+
+GeneratorInfo parse_generator(const json& g, const fs::path& mpath) {
+  GeneratorInfo info;
+  info.resolution = positive(g, "resolution", mpath, "generator");
+  info.w_dim = positive(g, "w_dim", mpath, "generator");
+  info.z_dim = positive(g, "z_dim", mpath, "generator");
+  info.num_ws = positive(g, "num_ws", mpath, "generator");
+  info.n_mlp = positive(g, "n_mlp", mpath, "generator");
+  info.style_dims = field<std::vector<int>>(g, "style_dims", mpath, "generator");
+  info.style_is_rgb = field<std::vector<bool>>(g, "style_is_rgb", mpath, "generator");
+  // StyleGAN2's layout (algorithms §3.1): log2(R) resolutions from 4 up, W+ has 2·log2(R) − 2
+  // rows and there are 3·(log2(R) − 2) + 2 style layers.
+  int log_size = 0;
+  while ((1 << log_size) < info.resolution) ++log_size;
+  const auto expected_layers = static_cast<size_t>(3 * (log_size - 2) + 2);
+  if ((1 << log_size) != info.resolution || info.num_ws != 2 * log_size - 2 ||
+      info.style_dims.size() != expected_layers || info.style_is_rgb.size() != expected_layers) {
+    std::ostringstream msg;
+    msg << "invalid manifest '" << mpath.string() << "': generator dimensions do not fit together "
+        << "(resolution " << info.resolution << ", num_ws " << info.num_ws << ", "
+        << info.style_dims.size() << " style layers; expected a power of two with num_ws "
+        << 2 * log_size - 2 << " and " << expected_layers << " style layers)";
+    throw bundle_error(msg.str());
+  }
+  return info;
+}
+
+ClipInfo parse_clip(const json& c, const fs::path& mpath) {
+  ClipInfo info;
+  const json& cfg = c.contains("config") ? c.at("config") : json::object();
+  info.image_resolution = positive(cfg, "image_resolution", mpath, "clip.config");
+  info.embed_dim = positive(cfg, "embed_dim", mpath, "clip.config");
+  info.context_length = positive(cfg, "context_length", mpath, "clip.config");
+  info.vocab_size = positive(cfg, "vocab_size", mpath, "clip.config");
+  if (c.contains("vocab_merges")) info.vocab_merges = positive(c, "vocab_merges", mpath, "clip");
+  info.image_mean = field<std::vector<double>>(c, "image_mean", mpath, "clip");
+  info.image_std = field<std::vector<double>>(c, "image_std", mpath, "clip");
+  if (info.image_mean.size() != 3 || info.image_std.size() != 3) {
+    throw bundle_error("invalid manifest '" + mpath.string() +
+                       "': clip.image_mean and clip.image_std must have 3 values");
+  }
+  return info;
+}
+
+}  // namespace
+
+Bundle Bundle::open(const fs::path& dir, bool verify_checksums) {
+  Bundle b;
+  b.dir_ = dir;
+  const fs::path mpath = dir / "manifest.json";
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    throw bundle_error("cannot open model bundle '" + dir.string() +
+                       "': folder does not exist (give --models DIR or export one with "
+                       "scripts/export_bundle.py)");
+  }
+  std::ifstream in(mpath);
+  if (!in) {
+    throw bundle_error("cannot open model bundle '" + dir.string() +
+                       "': no manifest.json (export the bundle with scripts/export_bundle.py)");
+  }
+  try {
+    in >> b.manifest_;
+  } catch (const json::exception& e) {
+    throw bundle_error("invalid manifest '" + mpath.string() + "': not valid JSON (" +
+                       std::string(e.what()).substr(0, 120) + ")");
+  }
+  const json& m = b.manifest_;
+  if (!m.is_object() || m.value("format", std::string()) != "styleclip-bundle") {
+    throw bundle_error("invalid manifest '" + mpath.string() +
+                       "': not a styleclip bundle (field 'format' must be \"styleclip-bundle\")");
+  }
+  const int version = field<int>(m, "format_version", mpath, "");
+  if (version != kFormatVersion) {
+    throw bundle_error("invalid manifest '" + mpath.string() + "': format_version " +
+                       std::to_string(version) + " is not supported (this styleclip reads " +
+                       std::to_string(kFormatVersion) + "; re-export the bundle)");
+  }
+  const json& files = m.contains("files") ? m.at("files") : json();
+  if (!files.is_object()) {
+    throw bundle_error("invalid manifest '" + mpath.string() + "': missing object 'files'");
+  }
+  for (const auto& [part, entry] : files.items()) {
+    const auto rel = field<std::string>(entry, "path", mpath, "files." + part);
+    const auto sha = field<std::string>(entry, "sha256", mpath, "files." + part);
+    const auto bytes = field<int64_t>(entry, "bytes", mpath, "files." + part);
+    const fs::path p = dir / rel;
+    if (!fs::is_regular_file(p, ec)) {
+      throw bundle_error("model bundle '" + dir.string() + "' is missing '" + rel + "' (the " +
+                         part + " listed in manifest.json)");
+    }
+    const auto size = static_cast<int64_t>(fs::file_size(p, ec));
+    if (size != bytes) {
+      throw bundle_error("model file '" + p.string() + "' has " + std::to_string(size) +
+                         " bytes, expected " + std::to_string(bytes) +
+                         " (truncated or replaced; re-export the bundle)");
+    }
+    if (verify_checksums) {
+      const std::string found = sha256_file(p);
+      if (found != sha) {
+        throw bundle_error("model file '" + p.string() + "' has sha256 " + found.substr(0, 12) +
+                           "…, expected " + sha.substr(0, 12) +
+                           "… (corrupt or replaced; re-export the bundle)");
+      }
+    }
+  }
+  if (b.has("generator")) {
+    if (!m.contains("generator")) {
+      throw bundle_error("invalid manifest '" + mpath.string() + "': missing section 'generator'");
+    }
+    b.generator_ = parse_generator(m.at("generator"), mpath);
+  }
+  if (b.has("clip")) {
+    if (!m.contains("clip")) {
+      throw bundle_error("invalid manifest '" + mpath.string() + "': missing section 'clip'");
+    }
+    if (!b.has("vocab")) {
+      throw bundle_error("invalid manifest '" + mpath.string() +
+                         "': a CLIP model needs its vocabulary (files.vocab)");
+    }
+    b.clip_ = parse_clip(m.at("clip"), mpath);
+  }
+  return b;
+}
+
+bool Bundle::has(const std::string& part) const {
+  return manifest_.contains("files") && manifest_.at("files").contains(part);
+}
+
+fs::path Bundle::file(const std::string& part) const {
+  if (!has(part)) {
+    throw bundle_error("model bundle '" + dir_.string() + "' has no " + part +
+                       " (add it with scripts/export_bundle.py)");
+  }
+  return dir_ / manifest_.at("files").at(part).at("path").get<std::string>();
+}
+
+std::string Bundle::sha256(const std::string& part) const {
+  (void)file(part);
+  return manifest_.at("files").at(part).at("sha256").get<std::string>();
+}
+
+std::vector<std::string> Bundle::parts() const {
+  std::vector<std::string> out;
+  if (manifest_.contains("files")) {
+    for (const auto& item : manifest_.at("files").items()) out.push_back(item.key());
+  }
+  return out;
+}
+
+const GeneratorInfo& Bundle::generator() const {
+  if (!generator_) (void)file("generator");
+  return *generator_;
+}
+
+const ClipInfo& Bundle::clip() const {
+  if (!clip_) (void)file("clip");
+  return *clip_;
+}
+
+json Bundle::checksums() const {
+  json out = json::object();
+  for (const auto& part : parts()) out[part] = sha256(part);
+  return out;
+}
+
+}  // namespace styleclip

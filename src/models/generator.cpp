@@ -1,0 +1,136 @@
+#include <styleclip/error.h>
+#include <styleclip/models/generator.h>
+#include <styleclip/models/script_module.h>
+#include <styleclip/runtime.h>
+
+#include <sstream>
+
+#include <ATen/CPUGeneratorImpl.h>
+
+namespace styleclip {
+
+namespace {
+
+std::string shape_str(const torch::Tensor& t) {
+  std::ostringstream s;
+  s << t.sizes();
+  return s.str();
+}
+
+}  // namespace
+
+struct Generator::Impl {
+  torch::jit::Module module;
+  std::string path;
+};
+
+Generator::Generator(const Bundle& bundle, torch::Device device)
+    : impl_(std::make_shared<Impl>()), info_(bundle.generator()), device_(device) {
+  const auto path = bundle.file("generator");
+  impl_->path = path.string();
+  impl_->module = load_script_module(path, device, "generator",
+                                     {"mapping", "styles", "synthesis", "synthesis_from_styles"},
+                                     "re-export it with scripts/export_bundle.py --stylegan CKPT");
+  if (!impl_->module.hasattr("w_avg")) {
+    throw bundle_error("'" + impl_->path + "' is not a styleclip generator: it has no 'w_avg'");
+  }
+  w_avg_ = impl_->module.attr("w_avg").toTensor();
+
+  // The dry run: cheap calls whose shapes must agree with the manifest.
+  torch::NoGradGuard no_grad;
+  const auto fail = [&](const std::string& what, const std::string& found,
+                        const std::string& expected) {
+    throw bundle_error("generator '" + impl_->path + "' does not match manifest.json: " + what +
+                       " is " + found + ", expected " + expected + " (re-export the bundle)");
+  };
+  if (w_avg_.dim() != 1 || w_avg_.size(0) != info_.w_dim) {
+    fail("w_avg", shape_str(w_avg_), "[" + std::to_string(info_.w_dim) + "]");
+  }
+  torch::Tensor w;
+  std::vector<torch::Tensor> s;
+  try {
+    w = mapping(torch::zeros({1, info_.z_dim}, torch::TensorOptions().device(device)));
+    s = styles(broadcast(w_avg_.unsqueeze(0)));
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    fail("a dry run", "an error (" + torch_message(e) + ")", "success");
+  }
+  if (w.dim() != 2 || w.size(1) != info_.w_dim) {
+    fail("mapping output", shape_str(w), "[1, " + std::to_string(info_.w_dim) + "]");
+  }
+  if (s.size() != info_.style_dims.size()) {
+    fail("the number of style layers", std::to_string(s.size()),
+         std::to_string(info_.style_dims.size()));
+  }
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i].dim() != 2 || s[i].size(1) != info_.style_dims[i]) {
+      fail("style layer " + std::to_string(i), shape_str(s[i]),
+           "[1, " + std::to_string(info_.style_dims[i]) + "]");
+    }
+  }
+}
+
+torch::Tensor Generator::seed_z(uint64_t seed) const {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  return torch::randn({info_.z_dim}, gen, torch::TensorOptions().dtype(torch::kFloat32))
+      .to(device_);
+}
+
+torch::Tensor Generator::mapping(const torch::Tensor& z) const {
+  if (z.dim() != 2 || z.size(1) != info_.z_dim) {
+    throw input_error("mapping input has shape " + shape_str(z) + ", expected [N, " +
+                      std::to_string(info_.z_dim) + "]");
+  }
+  return impl_->module.get_method("mapping")({z.to(device_)}).toTensor();
+}
+
+torch::Tensor Generator::truncate(const torch::Tensor& w, double psi) const {
+  if (psi == 1.0) return w;
+  return w_avg_ + psi * (w - w_avg_);
+}
+
+torch::Tensor Generator::broadcast(const torch::Tensor& w) const {
+  return w.unsqueeze(1).expand({w.size(0), info_.num_ws, w.size(1)}).contiguous();
+}
+
+void Generator::check_wplus(const torch::Tensor& ws, const std::string& what) const {
+  if (ws.dim() != 3 || ws.size(0) < 1 || ws.size(1) != info_.num_ws || ws.size(2) != info_.w_dim) {
+    throw input_error(what + " has shape " + shape_str(ws) + ", expected [N, " +
+                      std::to_string(info_.num_ws) + ", " + std::to_string(info_.w_dim) +
+                      "] for this generator");
+  }
+}
+
+std::vector<torch::Tensor> Generator::styles(const torch::Tensor& ws) const {
+  check_wplus(ws, "W+ latent");
+  return impl_->module.get_method("styles")({ws.to(device_)}).toTensorVector();
+}
+
+torch::Tensor Generator::synthesis(const torch::Tensor& ws, bool randomize_noise) const {
+  check_wplus(ws, "W+ latent");
+  auto img = impl_->module.get_method("synthesis")({ws.to(device_), randomize_noise}).toTensor();
+  TORCH_CHECK(img.dim() == 4 && img.size(1) == 3 && img.size(2) == info_.resolution,
+              "generator returned an image of shape ", img.sizes());
+  return img;
+}
+
+torch::Tensor Generator::synthesis_from_styles(const std::vector<torch::Tensor>& styles,
+                                               bool randomize_noise) const {
+  if (styles.size() != info_.style_dims.size()) {
+    throw input_error("style code has " + std::to_string(styles.size()) + " layers, expected " +
+                      std::to_string(info_.style_dims.size()));
+  }
+  c10::List<torch::Tensor> list;
+  for (size_t i = 0; i < styles.size(); ++i) {
+    if (styles[i].dim() != 2 || styles[i].size(1) != info_.style_dims[i] ||
+        styles[i].size(0) != styles[0].size(0)) {
+      throw input_error("style layer " + std::to_string(i) + " has shape " + shape_str(styles[i]) +
+                        ", expected [N, " + std::to_string(info_.style_dims[i]) + "]");
+    }
+    list.push_back(styles[i].to(device_));
+  }
+  return impl_->module.get_method("synthesis_from_styles")({list, randomize_noise}).toTensor();
+}
+
+}  // namespace styleclip

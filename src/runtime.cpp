@@ -1,0 +1,55 @@
+#include <styleclip/error.h>
+#include <styleclip/runtime.h>
+
+#include <thread>
+
+#include <ATen/Parallel.h>
+#include <torch/cuda.h>
+#include <torch/script.h>
+
+namespace styleclip {
+
+void configure_runtime(int threads) {
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  at::set_num_threads(threads);
+  torch::jit::setGraphExecutorOptimize(false);
+}
+
+torch::Device parse_device(const std::string& spec) {
+  if (spec == "auto")
+    return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::kCPU;
+  if (spec == "cpu") return torch::kCPU;
+  if (spec == "cuda" || spec.rfind("cuda:", 0) == 0) {
+    int index = 0;
+    if (spec.size() > 5) {
+      try {
+        size_t used = 0;
+        index = std::stoi(spec.substr(5), &used);
+        if (used != spec.size() - 5 || index < 0) throw std::invalid_argument(spec);
+      } catch (const std::exception&) {
+        throw usage_error("invalid --device '" + spec + "': expected auto, cpu, cuda or cuda:N");
+      }
+    }
+    if (!torch::cuda::is_available()) {
+      throw device_error("--device '" + spec +
+                         "': CUDA is not available on this machine (use --device cpu)");
+    }
+    if (index >= static_cast<int>(torch::cuda::device_count())) {
+      throw device_error("--device '" + spec + "': only " +
+                         std::to_string(torch::cuda::device_count()) + " CUDA device(s) present");
+    }
+    return {torch::kCUDA, static_cast<c10::DeviceIndex>(index)};
+  }
+  throw usage_error("invalid --device '" + spec + "': expected auto, cpu, cuda or cuda:N");
+}
+
+std::string torch_message(const std::exception& e) {
+  if (const auto* c10 = dynamic_cast<const c10::Error*>(&e)) {
+    std::string m = c10->what_without_backtrace();
+    const auto nl = m.find('\n');
+    return nl == std::string::npos ? m : m.substr(0, nl);
+  }
+  return e.what();
+}
+
+}  // namespace styleclip

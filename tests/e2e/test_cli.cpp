@@ -1,0 +1,225 @@
+// End-to-end: the real `styleclip` binary on bundles made by the exporter. Exit codes and
+// messages are asserted word for word where the README promises them.
+#include <styleclip/io/image_io.h>
+#include <styleclip/io/latent_io.h>
+
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "test_support.h"
+
+namespace styleclip {
+namespace {
+namespace fs = std::filesystem;
+using nlohmann::json;
+using test::run_program;
+using test::RunResult;
+using test::TempDir;
+
+RunResult styleclip(std::vector<std::string> args) {
+  args.insert(args.begin(), STYLECLIP_BINARY);
+  return run_program(args);
+}
+
+std::string tiny() { return test::testdata("tiny").string(); }
+
+TEST(Cli, HelpAndVersion) {
+  auto r = styleclip({"--help"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("generate"), std::string::npos);
+  r = styleclip({"--version"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find(STYLECLIP_VERSION), std::string::npos);
+}
+
+TEST(Cli, UsageErrorsExitTwo) {
+  auto r = styleclip({"frobnicate"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("styleclip: error:"), std::string::npos) << r.err;
+  r = styleclip({"generate", "--models", tiny(), "--seed", "0", "--out", "x", "--bogus"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--bogus"), std::string::npos) << r.err;
+}
+
+TEST(Cli, InfoTextAndJson) {
+  SKIP_UNLESS_BUNDLE("tiny");
+  auto r = styleclip({"info", "--models", tiny()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("generator StyleGAN2 32x32, w_dim 32"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("(checksums verified)"), std::string::npos) << r.out;
+  r = styleclip({"info", "--models", tiny(), "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = json::parse(r.out);
+  EXPECT_EQ(j["generator"]["resolution"], 32);
+  EXPECT_EQ(j["files"]["generator"]["sha256"].get<std::string>().size(), 64u);
+}
+
+TEST(Cli, MissingBundleExitsThree) {
+  TempDir tmp;
+  const auto r = styleclip({"info", "--models", (tmp / "nope").string()});
+  EXPECT_EQ(r.code, 3);
+  EXPECT_EQ(r.err, "styleclip: error: cannot open model bundle '" + (tmp / "nope").string() +
+                       "': folder does not exist (give --models DIR or export one with "
+                       "scripts/export_bundle.py)\n");
+}
+
+TEST(Cli, CorruptManifestExitsThree) {
+  TempDir tmp;
+  fs::create_directories(tmp / "b");
+  test::write_text(tmp / "b" / "manifest.json", "{ not json");
+  const auto r = styleclip({"generate", "--models", (tmp / "b").string(), "--seed", "0", "--out",
+                            (tmp / "out").string()});
+  EXPECT_EQ(r.code, 3);
+  EXPECT_NE(r.err.find("invalid manifest"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("not valid JSON"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(tmp / "out")) << "nothing may be written when the bundle is bad";
+}
+
+TEST(Cli, GeneratorOfTheWrongKindExitsThree) {
+  SKIP_UNLESS_BUNDLE("tiny");
+  if (!fs::exists(test::testdata("tiny") / "clip.pt")) GTEST_SKIP() << "tiny bundle has no clip.pt";
+  TempDir tmp;
+  const auto dir = test::bundle_with_replaced(test::testdata("tiny"), "generator",
+                                              test::testdata("tiny") / "clip.pt", tmp / "b");
+  const auto r = styleclip(
+      {"generate", "--models", dir.string(), "--seed", "0", "--out", (tmp / "out").string()});
+  EXPECT_EQ(r.code, 3);
+  EXPECT_NE(r.err.find("is not a styleclip generator: it has no method 'mapping'"),
+            std::string::npos)
+      << r.err;
+}
+
+TEST(Cli, GenerateSeedsWritesImageLatentSidecar) {
+  SKIP_UNLESS_BUNDLE("tiny");
+  TempDir tmp;
+  const auto out = tmp / "out";
+  const auto r = styleclip(
+      {"generate", "--models", tiny(), "--seed", "0-2", "--out", out.string(), "--save-styles"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, (out / "seed0000.png").string() + "\n" + (out / "seed0001.png").string() + "\n" +
+                       (out / "seed0002.png").string() + "\n");
+  for (const std::string name : {"seed0000", "seed0001", "seed0002"}) {
+    const auto img = read_image_rgb(out / (name + ".png"));
+    EXPECT_EQ(img.sizes(), (std::vector<int64_t>{32, 32, 3}));
+    const auto latent = read_tensor_file(out / (name + ".latent.pt"));
+    EXPECT_EQ(latent.sizes(), (std::vector<int64_t>{1, 8, 32}));
+    const auto side = json::parse(test::read_text(out / (name + ".json")));
+    EXPECT_EQ(side["command"], "generate");
+    EXPECT_EQ(side["input"]["truncation"], 0.7);
+    EXPECT_EQ(side["models"]["sha256"]["generator"].get<std::string>().size(), 64u);
+    EXPECT_EQ(side["outputs"]["styles"], name + ".styles.pt");
+  }
+  // Nothing else (no temporaries) is left in the folder.
+  EXPECT_EQ(std::distance(fs::directory_iterator(out), fs::directory_iterator()), 12);
+}
+
+TEST(Cli, GenerateIsDeterministicAndLatentRoundTrips) {
+  SKIP_UNLESS_BUNDLE("tiny");
+  TempDir tmp;
+  ASSERT_EQ(
+      styleclip({"generate", "--models", tiny(), "--seed", "5", "--out", (tmp / "a").string()})
+          .code,
+      0);
+  ASSERT_EQ(
+      styleclip({"generate", "--models", tiny(), "--seed", "5", "--out", (tmp / "b").string()})
+          .code,
+      0);
+  EXPECT_EQ(test::read_text(tmp / "a" / "seed0005.png"),
+            test::read_text(tmp / "b" / "seed0005.png"));
+  // Re-rendering the saved latent gives the same picture.
+  const auto r =
+      styleclip({"generate", "--models", tiny(), "--latent",
+                 (tmp / "a" / "seed0005.latent.pt").string(), "--out", (tmp / "c").string()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(test::read_text(tmp / "a" / "seed0005.png"),
+            test::read_text(tmp / "c" / "seed0005.latent.png"));
+}
+
+TEST(Cli, GenerateParityWithReferenceThroughFiles) {
+  SKIP_UNLESS_FIXTURE("stylegan2-rosinality/tiny64_expected.pt");
+  SKIP_UNLESS_BUNDLE("tiny64");
+  const auto expected =
+      test::load_pt(test::fixtures_dir() / "stylegan2-rosinality/tiny64_expected.pt");
+  TempDir tmp;
+  const auto ws = test::dict_tensor(expected, "ws");
+  save_tensor_pt(tmp / "ws.pt", ws);
+  const auto r =
+      styleclip({"generate", "--models", test::testdata("tiny64").string(), "--latent",
+                 (tmp / "ws.pt").string(), "--save-styles", "--out", (tmp / "out").string()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto want = test::dict_tensor(expected, "image_ws");
+  for (int64_t i = 0; i < ws.size(0); ++i) {
+    const std::string name = "ws_00" + std::to_string(i);
+    // PNG: the reference image through the documented 8-bit conversion; one level of slack for
+    // values within 1e-4 of a rounding boundary.
+    const auto png = read_image_rgb(tmp / "out" / (name + ".png")).to(torch::kInt32);
+    const auto ref = to_uint8_hwc(want[i]).to(torch::kInt32);
+    EXPECT_LE((png - ref).abs().max().item<int>(), 1) << name;
+    EXPECT_TRUE(
+        test::tensors_close(read_tensor_file(tmp / "out" / (name + ".latent.pt"))[0], ws[i], 0.0));
+    const auto styles = test::load_pt(tmp / "out" / (name + ".styles.pt")).toTensorVector();
+    ASSERT_EQ(styles.size(), 14u);
+    for (size_t l = 0; l < styles.size(); ++l) {
+      char key[32];
+      std::snprintf(key, sizeof key, "style_%02zu", l);
+      EXPECT_TRUE(test::tensors_close(styles[l][0], test::dict_tensor(expected, key)[i], 1e-4))
+          << key;
+    }
+  }
+}
+
+TEST(Cli, LatentOfTheWrongShapeExitsFour) {
+  SKIP_UNLESS_BUNDLE("tiny");
+  TempDir tmp;
+  save_tensor_pt(tmp / "bad.pt", torch::zeros({3, 7}));
+  const auto r = styleclip({"generate", "--models", tiny(), "--latent", (tmp / "bad.pt").string(),
+                            "--out", (tmp / "out").string()});
+  EXPECT_EQ(r.code, 4);
+  EXPECT_EQ(r.err,
+            "styleclip: error: latent '" + (tmp / "bad.pt").string() +
+                "' has shape [3, 7]: expected [32], [8, 32] or [N, 8, 32] for this generator\n");
+  EXPECT_FALSE(fs::exists(tmp / "out"));
+}
+
+TEST(Cli, UnwritableOutputFolderExitsTwo) {
+  SKIP_UNLESS_BUNDLE("tiny");
+  TempDir tmp;
+  test::write_text(tmp / "file", "x");
+  // A folder below a regular file cannot be created, even by root.
+  const auto r = styleclip(
+      {"generate", "--models", tiny(), "--seed", "0", "--out", (tmp / "file" / "sub").string()});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("cannot create output folder '" + (tmp / "file" / "sub").string() + "'"),
+            std::string::npos)
+      << r.err;
+}
+
+TEST(Cli, BadSeedAndMissingInputs) {
+  SKIP_UNLESS_BUNDLE("tiny");
+  TempDir tmp;
+  auto r =
+      styleclip({"generate", "--models", tiny(), "--seed", "3-1", "--out", tmp.path().string()});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("invalid --seed '3-1'"), std::string::npos) << r.err;
+  r = styleclip({"generate", "--models", tiny(), "--out", tmp.path().string()});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("nothing to generate"), std::string::npos) << r.err;
+  r = styleclip({"generate", "--models", tiny(), "--seed", "0", "--out", tmp.path().string(),
+                 "--device", "tpu"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("invalid --device 'tpu'"), std::string::npos) << r.err;
+}
+
+TEST(Cli, OtherGeneratorSizeWorksUnchanged) {
+  SKIP_UNLESS_BUNDLE("other");
+  TempDir tmp;
+  const auto r = styleclip({"generate", "--models", test::testdata("other").string(), "--seed", "1",
+                            "--out", tmp.path().string(), "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["count"], 1);
+  EXPECT_EQ(read_image_rgb(tmp / "seed0001.png").sizes(), (std::vector<int64_t>{16, 16, 3}));
+}
+
+}  // namespace
+}  // namespace styleclip

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Makes the bundles the tests run on, with the project's own exporter (CTest fixture
+# `bundles`; nothing generated is committed). Usage: make_test_bundles.sh PYTHON SRC_DIR OUT_DIR FIXTURES_DIR
+set -euo pipefail
+py=$1 src=$2 out=$3 fixtures=$4
+export=("$py" "$src/scripts/export_bundle.py")
+rm -rf "$out" && mkdir -p "$out"
+
+# tiny: random StyleGAN2 at 32 px (real architecture, narrow) + a tiny random CLIP.
+"${export[@]}" --random --resolution 32 --w-dim 32 --n-mlp 2 --channel-divisor 16 --seed 1 --out "$out/tiny"
+if [ -f "$fixtures/clip-tokenizer/bpe_simple_vocab_16e6.txt.gz" ]; then
+  "${export[@]}" --random-clip tiny --seed 2 --vocab "$fixtures/clip-tokenizer/bpe_simple_vocab_16e6.txt.gz" --out "$out/tiny"
+else
+  echo "note: $fixtures is absent: the tiny bundle has no CLIP model; CLIP tests will skip"
+fi
+
+# other: another rosinality checkpoint of a different size and channel layout, written to disk
+# and exported through the same --stylegan path a user takes (nothing about sizes is hard-coded).
+"${export[@]}" --random --resolution 16 --w-dim 24 --n-mlp 3 --channel-multiplier 1 --channel-divisor 32 \
+  --seed 3 --out "$out/scratch" --save-checkpoint "$out/other16.pt"
+rm -rf "$out/scratch"
+"${export[@]}" --stylegan "$out/other16.pt" --out "$out/other"
+
+# tiny64: the reference fixture checkpoint (parity tests).
+if [ -f "$fixtures/stylegan2-rosinality/tiny64.pt" ]; then
+  "${export[@]}" --stylegan "$fixtures/stylegan2-rosinality/tiny64.pt" --out "$out/tiny64"
+else
+  echo "note: $fixtures is absent: parity tests will skip"
+fi
+# clip_jit / clip_sd: OpenAI's tiny CLIP fixture in both distributed forms (a TorchScript archive
+# and an fp16 state dict). Its text transformer is 32 wide with 2 heads, which OpenAI's width // 64
+# rule cannot recover from the weights: the head count is given.
+if [ -f "$fixtures/clip-openai/tiny_jit.pt" ]; then
+  vocab="$fixtures/clip-tokenizer/bpe_simple_vocab_16e6.txt.gz"
+  "${export[@]}" --clip "$fixtures/clip-openai/tiny_jit.pt" --clip-text-heads 2 --vocab "$vocab" --out "$out/clip_jit"
+  "${export[@]}" --clip "$fixtures/clip-openai/tiny_state_dict.pt" --clip-text-heads 2 --vocab "$vocab" --out "$out/clip_sd"
+fi
+echo "test bundles ready in $out"

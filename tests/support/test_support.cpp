@@ -1,0 +1,114 @@
+#include "test_support.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include <styleclip/io/sha256.h>
+#include <torch/script.h>
+#include <nlohmann/json.hpp>
+
+namespace styleclip::test {
+namespace fs = std::filesystem;
+
+fs::path fixtures_dir() {
+  if (const char* env = std::getenv("STYLECLIP_FIXTURES"); env != nullptr && *env) return env;
+  return STYLECLIP_FIXTURES_DIR;
+}
+
+bool have_fixture(const std::string& relative) { return fs::exists(fixtures_dir() / relative); }
+
+fs::path testdata(const std::string& name) { return fs::path(STYLECLIP_TESTDATA_DIR) / name; }
+
+TempDir::TempDir() {
+  std::string tmpl = (fs::temp_directory_path() / "styleclip-test-XXXXXX").string();
+  if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+::testing::AssertionResult tensors_close(const torch::Tensor& a, const torch::Tensor& b,
+                                         double atol) {
+  if (a.sizes() != b.sizes()) {
+    std::ostringstream s;
+    s << "shapes differ: " << a.sizes() << " vs " << b.sizes();
+    return ::testing::AssertionFailure() << s.str();
+  }
+  const double worst = (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
+  if (!(worst <= atol)) {
+    return ::testing::AssertionFailure() << "max abs difference " << worst << " > " << atol;
+  }
+  return ::testing::AssertionSuccess() << "max abs difference " << worst;
+}
+
+c10::IValue load_pt(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<char> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return torch::jit::pickle_load(data);
+}
+
+torch::Tensor dict_tensor(const c10::IValue& dict, const std::string& key) {
+  for (const auto& kv : dict.toGenericDict()) {
+    if (kv.key().toStringRef() == key) return kv.value().toTensor();
+  }
+  throw std::runtime_error("key '" + key + "' not in dict");
+}
+
+RunResult run_program(const std::vector<std::string>& args) {
+  TempDir io;
+  const auto out = io / "stdout";
+  const auto err = io / "stderr";
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    std::FILE* o = std::freopen(out.c_str(), "w", stdout);
+    std::FILE* e = std::freopen(err.c_str(), "w", stderr);
+    if (o == nullptr || e == nullptr) std::_Exit(126);
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    std::_Exit(127);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  RunResult r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = read_text(out);
+  r.err = read_text(err);
+  return r;
+}
+
+fs::path bundle_with_replaced(const fs::path& bundle, const std::string& part,
+                              const fs::path& replacement, const fs::path& dir) {
+  fs::create_directories(dir);
+  for (const auto& e : fs::directory_iterator(bundle))
+    fs::copy(e.path(), dir / e.path().filename());
+  auto m = nlohmann::json::parse(read_text(dir / "manifest.json"));
+  const auto target = dir / m["files"][part]["path"].get<std::string>();
+  fs::copy(replacement, target, fs::copy_options::overwrite_existing);
+  m["files"][part]["bytes"] = fs::file_size(target);
+  m["files"][part]["sha256"] = sha256_file(target);
+  write_text(dir / "manifest.json", m.dump(2));
+  return dir;
+}
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void write_text(const fs::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+}
+
+}  // namespace styleclip::test

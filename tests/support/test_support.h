@@ -1,0 +1,71 @@
+// tests/support/test_support.h — temp dirs, tensor closeness, fixture paths, running the binary.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <torch/types.h>
+
+namespace styleclip::test {
+
+/// ../shared/fixtures (or what CMake was told); tests that need it skip when it is absent.
+std::filesystem::path fixtures_dir();
+bool have_fixture(const std::string& relative);
+/// Bundles made by the `make_test_bundles` CTest fixture.
+std::filesystem::path testdata(const std::string& name);
+
+/// A fresh directory per test, removed afterwards.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  [[nodiscard]] const std::filesystem::path& path() const { return path_; }
+  [[nodiscard]] std::filesystem::path operator/(const std::string& name) const {
+    return path_ / name;
+  }
+
+ private:
+  std::filesystem::path path_;
+};
+
+/// max |a − b| ≤ atol, with shapes equal; the message shows the worst difference.
+::testing::AssertionResult tensors_close(const torch::Tensor& a, const torch::Tensor& b,
+                                         double atol);
+
+/// The value stored in a `torch.save` file (dict, list or tensor).
+c10::IValue load_pt(const std::filesystem::path& path);
+/// A tensor entry of a `torch.save`d dict.
+torch::Tensor dict_tensor(const c10::IValue& dict, const std::string& key);
+
+struct RunResult {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+/// Runs a program with arguments (no shell interpretation of them), capturing stdout/stderr.
+RunResult run_program(const std::vector<std::string>& args);
+
+/// A copy of `bundle` in `dir` whose `part` file is replaced by `replacement`, with the manifest's
+/// size and checksum updated: the bundle is consistent, only the file's contents are wrong.
+std::filesystem::path bundle_with_replaced(const std::filesystem::path& bundle,
+                                           const std::string& part,
+                                           const std::filesystem::path& replacement,
+                                           const std::filesystem::path& dir);
+
+std::string read_text(const std::filesystem::path& path);
+void write_text(const std::filesystem::path& path, const std::string& text);
+
+}  // namespace styleclip::test
+
+#define SKIP_UNLESS_FIXTURE(rel)                               \
+  if (!::styleclip::test::have_fixture(rel))                   \
+  GTEST_SKIP() << "fixture '" << (rel) << "' not found under " \
+               << ::styleclip::test::fixtures_dir() << " (../shared/fixtures is absent)"
+
+#define SKIP_UNLESS_BUNDLE(name)                                                     \
+  if (!std::filesystem::exists(::styleclip::test::testdata(name) / "manifest.json")) \
+  GTEST_SKIP() << "test bundle '" << (name) << "' was not made (see make_test_bundles)"

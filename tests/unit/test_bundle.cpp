@@ -1,0 +1,151 @@
+// Bundle loading and validation: every way a bundle can be wrong gives a bundle error that names
+// the file and what was expected.
+#include <styleclip/error.h>
+#include <styleclip/io/sha256.h>
+#include <styleclip/models/bundle.h>
+
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "test_support.h"
+
+namespace styleclip {
+namespace {
+namespace fs = std::filesystem;
+using nlohmann::json;
+using test::TempDir;
+
+// Known answers from FIPS 180-2 Appendix B.
+TEST(Sha256, KnownVectors) {
+  EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(sha256_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  EXPECT_EQ(sha256_hex(std::string(1000000, 'a')),
+            "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+TEST(Sha256, FileMatchesString) {
+  TempDir tmp;
+  std::string data;
+  for (int i = 0; i < 3000000; ++i) data.push_back(static_cast<char>(i * 7));
+  test::write_text(tmp / "f", data);
+  EXPECT_EQ(sha256_file(tmp / "f"), sha256_hex(data));
+}
+
+/// A copy of the tiny bundle whose manifest the test can break.
+class BrokenBundle : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!fs::exists(test::testdata("tiny") / "manifest.json")) GTEST_SKIP() << "no tiny bundle";
+    dir_ = tmp_ / "bundle";
+    fs::create_directories(dir_);
+    for (const auto& e : fs::directory_iterator(test::testdata("tiny"))) {
+      fs::copy(e.path(), dir_ / e.path().filename());
+    }
+    std::ifstream in(dir_ / "manifest.json");
+    in >> manifest_;
+  }
+  void save() { test::write_text(dir_ / "manifest.json", manifest_.dump(2)); }
+  std::string open_error(bool verify = true) {
+    try {
+      (void)Bundle::open(dir_, verify);
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ExitCode::kBundleInvalid);
+      return e.what();
+    }
+    ADD_FAILURE() << "no error";
+    return "";
+  }
+  TempDir tmp_;
+  fs::path dir_;
+  json manifest_;
+};
+
+TEST_F(BrokenBundle, IntactBundleOpens) {
+  const auto b = Bundle::open(dir_);
+  EXPECT_TRUE(b.has("generator"));
+  EXPECT_EQ(b.generator().resolution, 32);
+  EXPECT_EQ(b.generator().num_ws, 8);
+  EXPECT_EQ(b.generator().style_dims.size(), 11u);
+  EXPECT_EQ(b.sha256("generator"), sha256_file(dir_ / "generator.pt"));
+}
+
+TEST_F(BrokenBundle, MissingFolder) {
+  fs::remove_all(dir_);
+  EXPECT_NE(open_error().find("folder does not exist"), std::string::npos);
+}
+
+TEST_F(BrokenBundle, MissingManifest) {
+  fs::remove(dir_ / "manifest.json");
+  EXPECT_NE(open_error().find("no manifest.json"), std::string::npos);
+}
+
+TEST_F(BrokenBundle, CorruptManifest) {
+  test::write_text(dir_ / "manifest.json", "{\"format\": \"styleclip-bundle\", ");
+  EXPECT_NE(open_error().find("not valid JSON"), std::string::npos);
+}
+
+TEST_F(BrokenBundle, WrongFormatAndVersion) {
+  manifest_["format"] = "something-else";
+  save();
+  EXPECT_NE(open_error().find("not a styleclip bundle"), std::string::npos);
+  manifest_["format"] = "styleclip-bundle";
+  manifest_["format_version"] = 99;
+  save();
+  EXPECT_NE(open_error().find("format_version 99 is not supported"), std::string::npos);
+}
+
+TEST_F(BrokenBundle, MissingFileNamesIt) {
+  fs::remove(dir_ / "generator.pt");
+  const auto m = open_error();
+  EXPECT_NE(m.find("is missing 'generator.pt'"), std::string::npos) << m;
+}
+
+TEST_F(BrokenBundle, TruncatedFile) {
+  fs::resize_file(dir_ / "generator.pt", 100);
+  const auto m = open_error();
+  EXPECT_NE(m.find("has 100 bytes, expected"), std::string::npos) << m;
+}
+
+TEST_F(BrokenBundle, ChecksumMismatch) {
+  std::fstream f(dir_ / "generator.pt", std::ios::in | std::ios::out | std::ios::binary);
+  f.seekp(1000);
+  f.put('\x55');
+  f.close();
+  const auto m = open_error();
+  EXPECT_NE(m.find("sha256"), std::string::npos) << m;
+  EXPECT_NE(m.find("generator.pt"), std::string::npos) << m;
+  EXPECT_NO_THROW((void)Bundle::open(dir_, /*verify_checksums=*/false));
+}
+
+TEST_F(BrokenBundle, IncoherentDimensions) {
+  manifest_["generator"]["num_ws"] = 7;
+  save();
+  const auto m = open_error();
+  EXPECT_NE(m.find("do not fit together"), std::string::npos) << m;
+}
+
+TEST_F(BrokenBundle, WrongFieldType) {
+  manifest_["generator"]["w_dim"] = "wide";
+  save();
+  const auto m = open_error();
+  EXPECT_NE(m.find("field 'generator.w_dim' has the wrong type"), std::string::npos) << m;
+}
+
+TEST_F(BrokenBundle, AbsentPartIsAClearError) {
+  manifest_["files"].erase("clip");
+  manifest_.erase("clip");
+  save();
+  const auto b = Bundle::open(dir_);
+  try {
+    (void)b.clip();
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("has no clip"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace styleclip

@@ -1,0 +1,166 @@
+// Generator parity with rosinality's StyleGAN2 (fixtures/stylegan2-rosinality) through the C++
+// API, and loading of generators of other sizes and of files of the wrong kind.
+#include <styleclip/error.h>
+#include <styleclip/io/latent_io.h>
+#include <styleclip/models/generator.h>
+
+#include <fstream>
+
+#include "test_support.h"
+
+namespace styleclip {
+namespace {
+namespace fs = std::filesystem;
+using test::tensors_close;
+
+constexpr double kParityTol = 1e-4;  // fp32 agreement the fixture README promises
+
+class Tiny64Parity : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SKIP_UNLESS_FIXTURE("stylegan2-rosinality/tiny64_expected.pt");
+    SKIP_UNLESS_BUNDLE("tiny64");
+    expected_ = test::load_pt(test::fixtures_dir() / "stylegan2-rosinality/tiny64_expected.pt");
+    gen_ = std::make_unique<Generator>(Bundle::open(test::testdata("tiny64")), torch::kCPU);
+  }
+  torch::Tensor ex(const std::string& key) { return test::dict_tensor(expected_, key); }
+  c10::IValue expected_;
+  std::unique_ptr<Generator> gen_;
+  torch::NoGradGuard no_grad_;
+};
+
+TEST_F(Tiny64Parity, MappingAndAverage) {
+  EXPECT_TRUE(tensors_close(gen_->mapping(ex("z")), ex("w"), kParityTol));
+  EXPECT_TRUE(tensors_close(gen_->w_avg(), ex("latent_avg"), kParityTol));
+}
+
+TEST_F(Tiny64Parity, ImagesFromZWithAndWithoutTruncation) {
+  const auto w = gen_->mapping(ex("z"));
+  EXPECT_TRUE(tensors_close(gen_->synthesis(gen_->broadcast(w)), ex("image_z"), kParityTol));
+  const auto wt = gen_->truncate(w, 0.7);
+  EXPECT_TRUE(
+      tensors_close(gen_->synthesis(gen_->broadcast(wt)), ex("image_z_trunc07"), kParityTol));
+}
+
+TEST_F(Tiny64Parity, ImageFromWPlus) {
+  EXPECT_TRUE(tensors_close(gen_->synthesis(ex("ws")), ex("image_ws"), kParityTol));
+}
+
+TEST_F(Tiny64Parity, AllStyleTensors) {
+  const auto s = gen_->styles(ex("ws"));
+  ASSERT_EQ(s.size(), 14u);
+  for (size_t i = 0; i < s.size(); ++i) {
+    char key[32];
+    std::snprintf(key, sizeof key, "style_%02zu", i);
+    EXPECT_TRUE(tensors_close(s[i], ex(key), kParityTol)) << key;
+  }
+}
+
+TEST_F(Tiny64Parity, SynthesisFromEditedStyles) {
+  std::vector<torch::Tensor> edited;
+  for (const auto& v : expected_.toGenericDict().at("styles_edited").toListRef()) {
+    edited.push_back(v.toTensor());
+  }
+  EXPECT_TRUE(
+      tensors_close(gen_->synthesis_from_styles(edited), ex("image_styles_edited"), kParityTol));
+  // And the edit itself, made here from our own S: channel 5 of S[2] +3, channel 1 of S[0] −2.
+  auto s = gen_->styles(ex("ws"));
+  s[2] = s[2].clone();
+  s[2].select(1, 5).add_(3.0);
+  s[0] = s[0].clone();
+  s[0].select(1, 1).sub_(2.0);
+  EXPECT_TRUE(tensors_close(gen_->synthesis_from_styles(s), ex("image_styles_edited"), kParityTol));
+}
+
+TEST_F(Tiny64Parity, BatchSizeIsFree) {
+  const auto ws = ex("ws");
+  const auto all = gen_->synthesis(ws);
+  for (int64_t i = 0; i < ws.size(0); ++i) {
+    EXPECT_TRUE(
+        tensors_close(gen_->synthesis(ws.slice(0, i, i + 1)), all.slice(0, i, i + 1), 1e-5));
+  }
+}
+
+TEST(Generator, OtherSizeAndLayoutLoads) {
+  SKIP_UNLESS_BUNDLE("other");
+  const Generator g(Bundle::open(test::testdata("other")), torch::kCPU);
+  EXPECT_EQ(g.info().resolution, 16);
+  EXPECT_EQ(g.info().w_dim, 24);
+  EXPECT_EQ(g.info().num_ws, 6);
+  torch::NoGradGuard no_grad;
+  const auto img = g.synthesis(g.broadcast(g.mapping(torch::randn({3, 24}))));
+  EXPECT_EQ(img.sizes(), (std::vector<int64_t>{3, 3, 16, 16}));
+  EXPECT_TRUE(torch::isfinite(img).all().item<bool>());
+}
+
+TEST(Generator, RandomNoiseChangesTheImageFixedNoiseDoesNot) {
+  SKIP_UNLESS_BUNDLE("tiny");
+  const Generator g(Bundle::open(test::testdata("tiny")), torch::kCPU);
+  torch::NoGradGuard no_grad;
+  const auto ws = g.broadcast(g.mapping(g.seed_z(0).unsqueeze(0)));
+  EXPECT_TRUE(tensors_close(g.synthesis(ws), g.synthesis(ws), 0.0));
+  EXPECT_GT((g.synthesis(ws, true) - g.synthesis(ws)).abs().max().item<double>(), 1e-4);
+}
+
+TEST(Generator, SeedMatchesPythonTorchRandn) {
+  SKIP_UNLESS_BUNDLE("tiny");
+  const Generator g(Bundle::open(test::testdata("tiny")), torch::kCPU);
+  test::TempDir tmp;
+  const auto out = tmp / "z.pt";
+  const auto r = test::run_program(
+      {STYLECLIP_PYTHON, "-c",
+       "import sys, torch; torch.manual_seed(42); torch.save(torch.randn(32), sys.argv[1])",
+       out.string()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(tensors_close(g.seed_z(42), read_tensor_file(out), 0.0));
+}
+
+TEST(Generator, WrongShapesAreInputErrors) {
+  SKIP_UNLESS_BUNDLE("tiny");
+  const Generator g(Bundle::open(test::testdata("tiny")), torch::kCPU);
+  torch::NoGradGuard no_grad;
+  try {
+    (void)g.synthesis(torch::zeros({1, 7, 32}));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ExitCode::kInputUnusable);
+    EXPECT_NE(std::string(e.what()).find("expected [N, 8, 32]"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Generator, FileOfTheWrongKind) {
+  SKIP_UNLESS_BUNDLE("tiny");
+  if (!fs::exists(test::testdata("tiny") / "clip.pt")) GTEST_SKIP() << "tiny bundle has no clip.pt";
+  test::TempDir tmp;
+  const auto dir = test::bundle_with_replaced(test::testdata("tiny"), "generator",
+                                              test::testdata("tiny") / "clip.pt", tmp / "b");
+  try {
+    (void)Generator(Bundle::open(dir), torch::kCPU);
+    FAIL() << "loaded a CLIP model as a generator";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ExitCode::kBundleInvalid);
+    EXPECT_NE(
+        std::string(e.what()).find("is not a styleclip generator: it has no method 'mapping'"),
+        std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(Generator, FileThatIsNotTorchScript) {
+  SKIP_UNLESS_BUNDLE("tiny");
+  test::TempDir tmp;
+  test::write_text(tmp / "junk", std::string(4096, 'x'));
+  const auto dir =
+      test::bundle_with_replaced(test::testdata("tiny"), "generator", tmp / "junk", tmp / "b");
+  try {
+    (void)Generator(Bundle::open(dir), torch::kCPU);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ExitCode::kBundleInvalid);
+    EXPECT_NE(std::string(e.what()).find("not a TorchScript archive"), std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace styleclip
