@@ -8,6 +8,8 @@ Run with Debian's Python (`/usr/bin/python3`), which has PyTorch. Examples:
   # OpenAI's CLIP ViT-B/32 and its vocabulary, into the same bundle
   /usr/bin/python3 scripts/export_bundle.py --clip ViT-B-32.pt --vocab bpe_simple_vocab_16e6.txt.gz \
       --out models/ffhq
+  # ArcFace IR-SE50 for the identity loss (the file StyleCLIP, e4e and pSp load)
+  /usr/bin/python3 scripts/export_bundle.py --identity model_ir_se50.pth --out models/ffhq
   # a small random generator for tests and benchmarks
   /usr/bin/python3 scripts/export_bundle.py --random --resolution 64 --w-dim 64 --n-mlp 4 \
       --channel-divisor 8 --out /tmp/tiny
@@ -58,6 +60,10 @@ def parse_args(argv):
     c.add_argument("--vocab-merges", type=int, default=None,
                    help="number of merges the tokenizer uses (default: OpenAI's 48894, or all for "
                         "smaller files)")
+    i = p.add_argument_group("identity (ArcFace IR-SE50)")
+    i.add_argument("--identity", metavar="CKPT", help="ArcFace IR-SE50 state dict (model_ir_se50.pth)")
+    i.add_argument("--random-identity", metavar="DIVISOR", type=int,
+                   help="export a random-weight IR-SE50 with widths divided by DIVISOR instead")
     return p.parse_args(argv)
 
 
@@ -177,14 +183,46 @@ def export_clip(args, manifest):
           f"-> {args.out}/clip.pt")
 
 
+def export_identity(args, manifest):
+    import torch
+    from styleclip_export import bundle, identity
+
+    os.makedirs(args.out, exist_ok=True)
+    if args.random_identity:
+        sd = identity.random_identity_state_dict(seed=args.seed, width_divisor=args.random_identity,
+                                                 embed_dim=max(16, 512 // args.random_identity))
+        src = os.path.join(args.out, ".random_identity_state_dict.pt")
+        torch.save(sd, src)
+        try:
+            section = identity.export_identity(src, args.out)
+        finally:
+            os.remove(src)
+        section["source"] = f"random (widths / {args.random_identity}, seed {args.seed})"
+    else:
+        if not os.path.isfile(args.identity):
+            fail(f"cannot read checkpoint '{args.identity}': file does not exist")
+        try:
+            section = identity.export_identity(args.identity, args.out)
+        except ValueError as e:
+            fail(str(e))
+    manifest["files"]["identity"] = bundle.file_entry(args.out, section.pop("file"))
+    section["provenance"] = bundle.provenance(args.identity if not args.random_identity else None)
+    manifest["identity"] = section
+    print(f"identity: IR-SE50, {section['config']['embed_dim']}-d features -> {args.out}/identity.pt")
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.stylegan and args.random:
         fail("give either --stylegan CKPT or --random, not both")
     if args.clip and args.random_clip:
         fail("give either --clip CKPT or --random-clip, not both")
-    if not (args.stylegan or args.random or args.clip or args.random_clip):
-        fail("nothing to export: give --stylegan CKPT, --random, --clip CKPT or --random-clip")
+    if args.identity and args.random_identity:
+        fail("give either --identity CKPT or --random-identity, not both")
+    if not (args.stylegan or args.random or args.clip or args.random_clip or args.identity
+            or args.random_identity):
+        fail("nothing to export: give --stylegan CKPT, --random, --clip CKPT, --random-clip, "
+             "--identity CKPT or --random-identity")
     if args.save_checkpoint and not args.random:
         fail("--save-checkpoint only applies to --random")
     from styleclip_export import bundle
@@ -198,6 +236,8 @@ def main(argv=None):
         export_stylegan(args, manifest)
     if args.clip or args.random_clip:
         export_clip(args, manifest)
+    if args.identity or args.random_identity:
+        export_identity(args, manifest)
     bundle.write_manifest(args.out, manifest)
 
 

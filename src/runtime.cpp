@@ -1,6 +1,7 @@
 #include <styleclip/error.h>
 #include <styleclip/runtime.h>
 
+#include <cstdlib>
 #include <thread>
 
 #include <ATen/Parallel.h>
@@ -10,6 +11,12 @@
 namespace styleclip {
 
 void configure_runtime(int threads) {
+  if (threads <= 0) {
+    // The OpenMP convention first, so that parallel jobs (ctest -j, job arrays) can share cores
+    // without oversubscription, which costs far more than it gains with busy-waiting OpenMP.
+    const char* omp = std::getenv("OMP_NUM_THREADS");
+    threads = omp != nullptr ? std::atoi(omp) : 0;
+  }
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(threads);
   torch::jit::setGraphExecutorOptimize(false);

@@ -36,6 +36,7 @@ void setup_info(CLI::App& app, Registry& reg);
 void setup_generate(CLI::App& app, Registry& reg);
 void setup_tokenize(CLI::App& app, Registry& reg);
 void setup_embed(CLI::App& app, Registry& reg);
+void setup_edit(CLI::App& app, Registry& reg);
 
 /// `--models DIR` with its default: $STYLECLIP_MODELS, else the bundled demonstration model.
 void add_models_option(CLI::App& app, std::string& target);
@@ -51,5 +52,29 @@ nlohmann::json sidecar_header(const std::string& command, const std::filesystem:
 
 /// Writes JSON (pretty, newline-terminated) atomically.
 void write_json(const std::filesystem::path& path, const nlohmann::json& j);
+
+}  // namespace styleclip::cli
+
+namespace styleclip::cli {
+
+/// Progress of long work on stderr: a redrawn bar on a terminal, plain log lines (every 10 %)
+/// otherwise, so batch logs stay readable.
+class Progress {
+ public:
+  Progress(std::string label, int total);
+  /// `extra` is shown after the counts, e.g. "loss 0.731".
+  void update(int done, const std::string& extra = "");
+  void finish();
+
+ private:
+  std::string label_;
+  int total_;
+  bool tty_;
+  int last_decile_ = -1;
+  double start_;
+};
+
+/// "A Blue Shape!" → "a-blue-shape" (at most 40 characters), for output names.
+std::string slug(const std::string& text);
 
 }  // namespace styleclip::cli

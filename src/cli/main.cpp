@@ -37,8 +37,9 @@ int main(int argc, char** argv) {
   CLI::App app{"styleclip — edit StyleGAN2 images with text, guided by CLIP", "styleclip"};
   app.set_version_flag("--version", STYLECLIP_VERSION);
   app.require_subcommand(1);
+  app.fallthrough();  // global options (--threads, -v, -q) also work after the subcommand
   cli::GlobalOptions global;
-  app.add_option("--threads", global.threads, "CPU threads for Torch (default: all cores)")
+  app.add_option("--threads", global.threads, "CPU threads for Torch (default: $OMP_NUM_THREADS, else all cores)")
       ->check(CLI::NonNegativeNumber);
   app.add_flag("-v,--verbose", global.verbose, "more log output");
   app.add_flag("-q,--quiet", global.quiet, "only warnings and errors on stderr");
@@ -46,6 +47,7 @@ int main(int argc, char** argv) {
   cli::Registry registry;
   cli::setup_info(app, registry);
   cli::setup_generate(app, registry);
+  cli::setup_edit(app, registry);
   cli::setup_tokenize(app, registry);
   cli::setup_embed(app, registry);
 

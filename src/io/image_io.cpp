@@ -5,6 +5,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <opencv2/videoio.hpp>
 
 namespace styleclip {
 namespace fs = std::filesystem;
@@ -58,6 +59,30 @@ void write_image_row(const fs::path& path, const std::vector<torch::Tensor>& chw
   cv::Mat row;
   cv::hconcat(mats, row);
   write_mat(path, row);
+}
+
+bool write_video(const fs::path& path, const std::vector<fs::path>& frames, double fps) {
+  if (frames.empty()) return false;
+  const cv::Mat first = cv::imread(frames.front().string(), cv::IMREAD_COLOR);
+  if (first.empty()) return false;
+  bool ok = true;
+  try {
+    write_via_temp(path, [&](const fs::path& tmp) {
+      // OpenCV picks the container from the extension: keep ".mp4" last in the temporary name.
+      cv::VideoWriter writer(tmp.string(), cv::VideoWriter::fourcc('m', 'p', '4', 'v'), fps,
+                             first.size());
+      if (!writer.isOpened()) throw usage_error("no MP4 writer");
+      for (const auto& f : frames) {
+        cv::Mat img = cv::imread(f.string(), cv::IMREAD_COLOR);
+        if (img.size() != first.size()) throw usage_error("frame size changed");
+        writer.write(img);
+      }
+      writer.release();
+    });
+  } catch (const std::exception&) {
+    ok = false;
+  }
+  return ok;
 }
 
 torch::Tensor read_image_rgb(const fs::path& path) {

@@ -14,6 +14,8 @@ else
   echo "note: $fixtures is absent: the tiny bundle has no CLIP model; CLIP tests will skip"
 fi
 
+"${export[@]}" --random-identity 8 --seed 4 --out "$out/tiny"
+
 # other: another rosinality checkpoint of a different size and channel layout, written to disk
 # and exported through the same --stylegan path a user takes (nothing about sizes is hard-coded).
 "${export[@]}" --random --resolution 16 --w-dim 24 --n-mlp 3 --channel-multiplier 1 --channel-divisor 32 \
@@ -34,5 +36,9 @@ if [ -f "$fixtures/clip-openai/tiny_jit.pt" ]; then
   vocab="$fixtures/clip-tokenizer/bpe_simple_vocab_16e6.txt.gz"
   "${export[@]}" --clip "$fixtures/clip-openai/tiny_jit.pt" --clip-text-heads 2 --vocab "$vocab" --out "$out/clip_jit"
   "${export[@]}" --clip "$fixtures/clip-openai/tiny_state_dict.pt" --clip-text-heads 2 --vocab "$vocab" --out "$out/clip_sd"
+fi
+# irse50_narrow: the ArcFace fixture (real depth and names, widths / 4).
+if [ -f "$fixtures/arcface-irse50/narrow.pth" ]; then
+  "${export[@]}" --identity "$fixtures/arcface-irse50/narrow.pth" --out "$out/irse50_narrow"
 fi
 echo "test bundles ready in $out"

@@ -8,11 +8,22 @@
 #include <sstream>
 
 #include <styleclip/io/sha256.h>
+#include <styleclip/runtime.h>
 #include <torch/script.h>
 #include <nlohmann/json.hpp>
 
 namespace styleclip::test {
 namespace fs = std::filesystem;
+
+namespace {
+/// The same runtime settings as the CLI (threads, executor), before any test runs.
+class RuntimeEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override { configure_runtime(0); }
+};
+[[maybe_unused]] const auto* const kRuntime =
+    ::testing::AddGlobalTestEnvironment(new RuntimeEnvironment);
+}  // namespace
 
 fs::path fixtures_dir() {
   if (const char* env = std::getenv("STYLECLIP_FIXTURES"); env != nullptr && *env) return env;

@@ -21,6 +21,11 @@ void write_image(const std::filesystem::path& path, const torch::Tensor& chw);
 /// Images side by side (same height), e.g. before | after.
 void write_image_row(const std::filesystem::path& path, const std::vector<torch::Tensor>& chws);
 
+/// Assembles image files (same size) into an MP4 video (OpenCV's VideoWriter, 'mp4v'),
+/// atomically. Returns false, writing nothing, when this OpenCV build cannot write MP4.
+bool write_video(const std::filesystem::path& path,
+                 const std::vector<std::filesystem::path>& frames, double fps);
+
 /// Reads an image file as [H, W, 3] uint8 RGB (greyscale and RGBA converted, 16-bit scaled).
 /// Throws an input error naming the file when it is missing, empty or not an image.
 torch::Tensor read_image_rgb(const std::filesystem::path& path);

@@ -1,0 +1,85 @@
+// styleclip/engines/optimize.h — engine 1: text-guided latent optimisation (algorithms §1).
+//
+// Adam on W+ (or on the non-toRGB style tensors of S) against
+//   1 − cos(CLIP(G(w)), CLIP(text)) + λ_L2·Σ(w − w₀)² + λ_ID·(1 − ⟨ArcFace(G(w)), ArcFace(G(w₀))⟩)
+// with the reference's learning-rate schedule (`get_lr`: 5 % warm-up, cosine ramp-down over the
+// last 25 %, lr = 0 at step 0 while Adam's moments still update). In free mode only the CLIP term
+// counts. A batch of inputs is optimised together; each row has its own loss (the total is their
+// sum, and Adam is element-wise), so results equal one-at-a-time runs. A row whose loss becomes
+// NaN/Inf is stopped at its last finite latent and reported; the others go on.
+// The engine takes tensors and options and returns tensors and metrics: no files, no flags.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+#include <nlohmann/json.hpp>
+
+#include <styleclip/losses/losses.h>
+#include <styleclip/models/clip.h>
+#include <styleclip/models/generator.h>
+#include <styleclip/models/identity.h>
+
+namespace styleclip {
+
+enum class LatentSpace { kWPlus, kS };
+
+struct OptimizeOptions {
+  int steps = 300;           ///< Adam steps (reference: 300; its Colab: 40)
+  double lr = 0.1;           ///< peak learning rate
+  double l2_lambda = 0.008;  ///< weight of Σ(w − w₀)² (edit mode)
+  double id_lambda = 0.0;    ///< weight of the identity term (needs an identity model)
+  LatentSpace space = LatentSpace::kWPlus;
+  bool free_mode = false;  ///< CLIP term only (the reference's free_generation)
+  ClipInput clip_input = ClipInput::kRaw;
+  int frame_every = 0;  ///< keep an image every K steps (0: none)
+
+  [[nodiscard]] nlohmann::json to_json() const;
+};
+
+/// The reference's `get_lr(t, initial_lr, rampdown=0.25, rampup=0.05)` with t = step / steps.
+double optimize_lr(int step, int steps, double lr);
+
+/// Per input row.
+struct OptimizeRowResult {
+  bool ok = true;
+  std::string error;  ///< why the row stopped (NaN/Inf), when !ok
+  int steps_done = 0;
+  double clip_before = 0;          ///< cosine similarity with the text, start image
+  double clip_after = 0;           ///< … final image
+  std::optional<double> identity;  ///< ArcFace cosine final vs start, when a model is given
+  double loss = 0, loss_clip = 0, loss_l2 = 0,
+         loss_id = 0;  ///< final terms (weighted total and raw parts)
+};
+
+struct OptimizeResult {
+  torch::Tensor ws;                   ///< [N, num_ws, w_dim] final W+ (W+ mode; else the start)
+  std::vector<torch::Tensor> styles;  ///< final S, one [N, C] per layer
+  torch::Tensor images_before;        ///< [N, 3, R, R]
+  torch::Tensor images_after;         ///< [N, 3, R, R], rendered from the final latent
+  std::vector<OptimizeRowResult> rows;
+  double seconds = 0;
+  double steps_per_second = 0;
+};
+
+/// Hooks the caller may set: progress after every step (steps done, total, mean loss of the
+/// active rows), and every `frame_every` steps the images of that step (before its update, as
+/// the reference saves them) so they can be written out instead of held in memory.
+struct OptimizeCallbacks {
+  std::function<void(int, int, double)> progress;
+  std::function<void(int, const torch::Tensor&)> frame;
+};
+
+/// Throws a usage error naming the option when `options` are invalid (`optimize` checks too).
+void validate(const OptimizeOptions& options, bool has_identity_model);
+
+/// Optimises the rows of `ws0` [N, num_ws, w_dim] toward `text` [1 or N, D] (CLIP text embeddings).
+/// `identity` may be null (then id_lambda must be 0). Throws a usage error for invalid options.
+OptimizeResult optimize(const Generator& gen, const Clip& clip, const IdentityModel* identity,
+                        const torch::Tensor& ws0, const torch::Tensor& text,
+                        const OptimizeOptions& options, const OptimizeCallbacks& callbacks = {});
+
+}  // namespace styleclip

@@ -1,0 +1,203 @@
+#include <styleclip/engines/optimize.h>
+#include <styleclip/error.h>
+
+#include <chrono>
+#include <cmath>
+
+#include <torch/optim/adam.h>
+
+namespace styleclip {
+
+nlohmann::json OptimizeOptions::to_json() const {
+  return {{"steps", steps},
+          {"lr", lr},
+          {"l2_lambda", l2_lambda},
+          {"id_lambda", id_lambda},
+          {"space", space == LatentSpace::kWPlus ? "W+" : "S"},
+          {"mode", free_mode ? "free" : "edit"},
+          {"clip_input", to_string(clip_input)},
+          {"frame_every", frame_every}};
+}
+
+// run_optimization.py `get_lr` (algorithms §1.5).
+double optimize_lr(int step, int steps, double lr) {
+  const double t = double(step) / double(steps);
+  double ramp = std::min(1.0, (1.0 - t) / 0.25);
+  ramp = 0.5 - 0.5 * std::cos(ramp * M_PI);
+  ramp = ramp * std::min(1.0, t / 0.05);
+  return lr * ramp;
+}
+
+void validate(const OptimizeOptions& o, bool has_identity_model) {
+  if (o.steps < 1)
+    throw usage_error("invalid --steps " + std::to_string(o.steps) + ": must be at least 1");
+  if (!(o.lr > 0) || !std::isfinite(o.lr))
+    throw usage_error("invalid --lr: must be a positive number");
+  if (!(o.l2_lambda >= 0) || !std::isfinite(o.l2_lambda)) {
+    throw usage_error("invalid --l2-lambda: must be zero or positive");
+  }
+  if (!(o.id_lambda >= 0) || !std::isfinite(o.id_lambda)) {
+    throw usage_error("invalid --id-lambda: must be zero or positive");
+  }
+  if (o.id_lambda > 0 && !has_identity_model) {
+    throw usage_error(
+        "--id-lambda needs an identity model, and the bundle has none "
+        "(add one with scripts/export_bundle.py --identity, or use --id-lambda 0)");
+  }
+  if (o.frame_every < 0) throw usage_error("invalid --frames: must be zero or positive");
+}
+
+namespace {
+
+/// Rows of `t` (dim 0) where `rows` is true, set from `src`.
+void restore_rows(torch::Tensor& t, const torch::Tensor& src, const torch::Tensor& rows) {
+  torch::NoGradGuard no_grad;
+  const auto mask = rows.view({-1}).to(t.device());
+  std::vector<int64_t> shape(static_cast<size_t>(t.dim()), 1);
+  shape[0] = -1;
+  t.copy_(torch::where(mask.view(shape), src, t));
+}
+
+}  // namespace
+
+OptimizeResult optimize(const Generator& gen, const Clip& clip, const IdentityModel* identity,
+                        const torch::Tensor& ws0, const torch::Tensor& text,
+                        const OptimizeOptions& o, const OptimizeCallbacks& callbacks) {
+  validate(o, identity != nullptr);
+  gen.check_wplus(ws0, "start latent");
+  const auto dev = gen.device();
+  const auto w0 = ws0.to(dev).detach().contiguous();
+  const int64_t n = w0.size(0);
+  const auto text_e = text.to(dev).detach();
+  const ClipLoss clip_loss(clip, gen.info().resolution, o.clip_input);
+  const bool w_space = o.space == LatentSpace::kWPlus;
+
+  OptimizeResult res;
+  std::vector<torch::Tensor> s0;
+  {
+    torch::NoGradGuard no_grad;
+    s0 = gen.styles(w0);
+    res.images_before = gen.synthesis_from_styles(s0);
+  }
+  std::optional<IdentityLoss> id_loss;
+  if (identity != nullptr) id_loss.emplace(*identity, res.images_before);
+
+  // The optimised tensors: W+, or the non-toRGB style layers (the reference's
+  // STYLESPACE_INDICES_WITHOUT_TORGB); toRGB styles stay fixed.
+  torch::Tensor w;
+  std::vector<torch::Tensor> s;
+  std::vector<torch::Tensor> params;
+  if (w_space) {
+    w = w0.clone().requires_grad_(true);
+    params = {w};
+  } else {
+    for (size_t l = 0; l < s0.size(); ++l) {
+      s.push_back(s0[l].clone());
+      if (!gen.info().style_is_rgb[l]) {
+        s.back().requires_grad_(true);
+        params.push_back(s.back());
+      }
+    }
+  }
+  torch::optim::Adam adam(params, torch::optim::AdamOptions(o.lr).betas({0.9, 0.999}).eps(1e-8));
+  auto& group_options = static_cast<torch::optim::AdamOptions&>(adam.param_groups()[0].options());
+
+  res.rows.resize(static_cast<size_t>(n));
+  auto active = torch::ones({n}, torch::TensorOptions().dtype(torch::kBool));  // on the CPU
+  // `good`: per row, the latest parameters whose loss was finite. A row that fails is put back
+  // to them after every step (after backward: a leaf in the graph must not change before).
+  std::vector<torch::Tensor> good;
+  for (const auto& p : params) good.push_back(p.detach().clone());
+  const auto t0 = std::chrono::steady_clock::now();
+
+  const auto total_loss = [&](const torch::Tensor& img) {
+    auto total = clip_loss(img, text_e);
+    if (!o.free_mode && o.l2_lambda > 0) {
+      total = total + o.l2_lambda * (w_space ? latent_l2(w, w0) : latent_l2(s, s0));
+    }
+    if (o.id_lambda > 0) total = total + o.id_lambda * (*id_loss)(img);
+    return total;
+  };
+
+  int step = 0;
+  for (; step < o.steps; ++step) {
+    group_options.lr(optimize_lr(step, o.steps, o.lr));
+    adam.zero_grad();
+    const auto img = w_space ? gen.synthesis(w) : gen.synthesis_from_styles(s);
+    const auto total = total_loss(img);
+
+    // One small host sync per step: which rows are still finite.
+    const auto finite = torch::isfinite(total.detach()).to(torch::kCPU);
+    const auto newly_failed = active.logical_and(finite.logical_not());
+    if (newly_failed.any().item<bool>()) {
+      for (int64_t i = 0; i < n; ++i) {
+        if (!newly_failed[i].item<bool>()) continue;
+        auto& row = res.rows[static_cast<size_t>(i)];
+        row.ok = false;
+        row.steps_done = step;
+        row.error = "loss became NaN or Inf at step " + std::to_string(step) +
+                    " (try a smaller --lr); kept its last finite latent";
+      }
+      active = active.logical_and(finite);
+    }
+    if (!active.any().item<bool>()) break;
+    const auto failed = active.logical_not();
+    const bool any_failed = failed.any().item<bool>();
+    if (callbacks.frame && o.frame_every > 0 && step % o.frame_every == 0)
+      callbacks.frame(step, img.detach());
+
+    std::vector<torch::Tensor> pre;
+    for (const auto& p : params) pre.push_back(p.detach().clone());
+    const auto loss = torch::where(active.to(dev), total, torch::zeros_like(total)).sum();
+    loss.backward();
+    adam.step();
+    for (size_t p = 0; p < params.size(); ++p) {
+      if (any_failed) restore_rows(params[p], good[p], failed);
+      restore_rows(good[p], pre[p], active);
+    }
+    if (callbacks.progress) {
+      const double mean = loss.item<double>() / double(active.sum().item<int64_t>());
+      callbacks.progress(step + 1, o.steps, mean);
+    }
+  }
+  const double loop_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const auto failed = active.logical_not();
+  for (size_t p = 0; p < params.size(); ++p) restore_rows(params[p], good[p], failed);
+
+  // Final metrics, from the final latent (the image and the saved latent agree; the reference
+  // keeps the image from before its last step).
+  torch::NoGradGuard no_grad;
+  if (w_space) {
+    res.ws = w.detach();
+    res.styles = gen.styles(res.ws);
+  } else {
+    res.ws = w0;
+    for (const auto& t : s) res.styles.push_back(t.detach());
+  }
+  res.images_after = gen.synthesis_from_styles(res.styles);
+  const auto before = clip_loss.similarity(res.images_before, text_e).cpu();
+  const auto after = clip_loss.similarity(res.images_after, text_e).cpu();
+  const auto l2 = (w_space ? latent_l2(res.ws, w0) : latent_l2(res.styles, s0)).cpu();
+  torch::Tensor ident;
+  if (id_loss) ident = id_loss->similarity(res.images_after).cpu();
+  for (int64_t i = 0; i < n; ++i) {
+    auto& row = res.rows[static_cast<size_t>(i)];
+    if (row.ok) row.steps_done = step;
+    row.clip_before = before[i].item<double>();
+    row.clip_after = after[i].item<double>();
+    row.loss_clip = 1.0 - row.clip_after;
+    row.loss_l2 = l2[i].item<double>();
+    if (ident.defined()) {
+      row.identity = ident[i].item<double>();
+      row.loss_id = 1.0 - *row.identity;
+    }
+    row.loss =
+        row.loss_clip + (o.free_mode ? 0.0 : o.l2_lambda * row.loss_l2) + o.id_lambda * row.loss_id;
+  }
+  res.seconds = loop_seconds;
+  res.steps_per_second = step > 0 ? double(step) / loop_seconds : 0.0;
+  return res;
+}
+
+}  // namespace styleclip
