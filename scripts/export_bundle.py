@@ -64,6 +64,9 @@ def parse_args(argv):
     i.add_argument("--identity", metavar="CKPT", help="ArcFace IR-SE50 state dict (model_ir_se50.pth)")
     i.add_argument("--random-identity", metavar="DIVISOR", type=int,
                    help="export a random-weight IR-SE50 with widths divided by DIVISOR instead")
+    gs = p.add_argument_group("global directions (StyleCLIP's published files)")
+    gs.add_argument("--global-stats", metavar="FS3_NPY", help="fs3.npy: per-channel CLIP directions")
+    gs.add_argument("--s-mean-std", metavar="FILE", help="S_mean_std: the pickled per-layer means and stds")
     return p.parse_args(argv)
 
 
@@ -211,6 +214,25 @@ def export_identity(args, manifest):
     print(f"identity: IR-SE50, {section['config']['embed_dim']}-d features -> {args.out}/identity.pt")
 
 
+def export_global_stats(args, manifest):
+    from styleclip_export import bundle, global_stats
+
+    if not args.s_mean_std:
+        fail("--global-stats needs --s-mean-std FILE (the reference's S_mean_std pickle)")
+    if "generator" not in manifest:
+        fail(f"'{args.out}' has no generator: export it first (--stylegan), the statistics belong to it")
+    for f in (args.global_stats, args.s_mean_std):
+        if not os.path.isfile(f):
+            fail(f"cannot read '{f}': file does not exist")
+    try:
+        section = global_stats.import_global_stats(args.global_stats, args.s_mean_std, manifest["generator"], args.out)
+    except ValueError as e:
+        fail(str(e))
+    manifest["files"]["global_stats"] = bundle.file_entry(args.out, section.pop("file"))
+    manifest["global_stats"] = section
+    print(f"global directions: {section['channels']} channels in layers {section['layers']} -> {args.out}/global_stats.pt")
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.stylegan and args.random:
@@ -220,7 +242,7 @@ def main(argv=None):
     if args.identity and args.random_identity:
         fail("give either --identity CKPT or --random-identity, not both")
     if not (args.stylegan or args.random or args.clip or args.random_clip or args.identity
-            or args.random_identity):
+            or args.random_identity or args.global_stats):
         fail("nothing to export: give --stylegan CKPT, --random, --clip CKPT, --random-clip, "
              "--identity CKPT or --random-identity")
     if args.save_checkpoint and not args.random:
@@ -238,6 +260,8 @@ def main(argv=None):
         export_clip(args, manifest)
     if args.identity or args.random_identity:
         export_identity(args, manifest)
+    if args.global_stats:
+        export_global_stats(args, manifest)
     bundle.write_manifest(args.out, manifest)
 
 

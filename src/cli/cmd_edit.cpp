@@ -1,6 +1,8 @@
-// `styleclip edit` — edit latents (or sampled seeds) with a text prompt.
-// Engines: optimize (latent optimisation, algorithms §1). mapper and global arrive with their
-// issues; photos with the alignment/inversion issue.
+// `styleclip edit` — edit latents (or sampled seeds) with words.
+// Engines: optimize (latent optimisation, algorithms §1) and global (style-space directions,
+// §3). The engines return tensors and metrics; this file reads inputs and writes every output
+// the same way for both (image, latent or styles, sidecar, before|after pair).
+#include <styleclip/engines/global_directions.h>
 #include <styleclip/engines/optimize.h>
 #include <styleclip/error.h>
 #include <styleclip/io/atomic_file.h>
@@ -44,12 +46,29 @@ struct EditOptions {
   std::string space = "W+";
   std::string clip_input = "raw";
   int frames = 0;
+  // global
+  std::string neutral;
+  std::string target_image;
+  std::string neutral_image;
+  double strength = 4.1;
+  std::string threshold = "0.15";
+  bool no_templates = false;
 };
 
 struct Item {
   std::string name;
   json input;
   torch::Tensor ws;  // [1, num_ws, w_dim]
+};
+
+/// What an engine hands back for a batch of items.
+struct BatchResult {
+  torch::Tensor before, after;        // [B, 3, R, R]
+  torch::Tensor ws;                   // [B, num_ws, w_dim] edited W+, or undefined (edit in S)
+  std::vector<torch::Tensor> styles;  // per layer [B, C], when the edit is in S
+  std::vector<json> metrics;          // per row
+  std::vector<std::string> errors;    // per row, empty when ok
+  json timing;
 };
 
 std::string seed_name(uint64_t seed) {
@@ -87,22 +106,7 @@ std::vector<Item> collect_inputs(
   return items;
 }
 
-int run_edit(const EditOptions& o) {
-  if (o.method != "optimize") {
-    throw usage_error("--method '" + o.method +
-                      "' is not available yet in this build (available: optimize)");
-  }
-  if (o.text.find_first_not_of(" \t\r\n") == std::string::npos) {
-    throw usage_error("--text is empty: give the edit in words, e.g. --text \"a smiling face\"");
-  }
-  if (o.mode != "edit" && o.mode != "free")
-    throw usage_error("invalid --mode '" + o.mode + "': expected edit or free");
-  if (o.mode == "free" && (!o.inputs.empty() || !o.seeds.empty())) {
-    throw usage_error("--mode free starts from the average latent: give no inputs or --seed");
-  }
-  if (o.mode == "edit" && o.inputs.empty() && o.seeds.empty()) {
-    throw usage_error("nothing to edit: give latent files or --seed N[-M]");
-  }
+OptimizeOptions optimize_options(const EditOptions& o) {
   OptimizeOptions opt;
   opt.steps = o.steps;
   opt.lr = o.lr;
@@ -117,6 +121,100 @@ int run_edit(const EditOptions& o) {
   } else {
     throw usage_error("invalid --space '" + o.space + "': expected W+ or S");
   }
+  return opt;
+}
+
+/// Writes one item's outputs and sidecar; returns whether it succeeded.
+bool write_item(const EditOptions& o, const fs::path& out_dir, const std::string& tag,
+                const json& header, const json& options, const Item& item, const BatchResult& r,
+                int64_t k, json& summary) {
+  const auto base = (out_dir / (item.name + "." + tag)).string();
+  json outputs;
+  write_image(base + ".png", r.after[k]);
+  outputs["image"] = fs::path(base + ".png").filename().string();
+  if (r.ws.defined()) {
+    save_tensor_pt(base + ".latent.pt", r.ws.slice(0, k, k + 1));
+    outputs["latent"] = fs::path(base + ".latent.pt").filename().string();
+  }
+  if (!r.styles.empty()) {
+    std::vector<torch::Tensor> s;
+    for (const auto& layer : r.styles) s.push_back(layer.slice(0, k, k + 1));
+    save_tensors_pt(base + ".styles.pt", s);
+    outputs["styles"] = fs::path(base + ".styles.pt").filename().string();
+  }
+  if (o.compare) {
+    write_image_row(base + ".compare.png", {r.before[k], r.after[k]});
+    outputs["compare"] = fs::path(base + ".compare.png").filename().string();
+  }
+  const auto& error = r.errors[static_cast<size_t>(k)];
+  json side = header;
+  side["engine"] = o.method;
+  side["prompt"] = o.text;
+  side["input"] = item.input;
+  side["options"] = options;
+  side["status"] = error.empty() ? "ok" : "failed";
+  if (!error.empty()) side["error"] = error;
+  side["metrics"] = r.metrics[static_cast<size_t>(k)];
+  side["timing"] = r.timing;
+  side["outputs"] = outputs;
+  write_json(base + ".json", side);
+  if (error.empty()) {
+    spdlog::info("{}: {}", item.name, side["metrics"].dump());
+  } else {
+    spdlog::error("{}: {}", item.name, error);
+  }
+  summary.push_back({{"name", item.name},
+                     {"status", side["status"]},
+                     {"image", base + ".png"},
+                     {"metrics", side["metrics"]}});
+  if (!o.json) std::cout << base << ".png\n";
+  return error.empty();
+}
+
+int run_edit(const EditOptions& o) {
+  const bool global = o.method == "global";
+  if (o.method != "optimize" && !global) {
+    throw usage_error("--method '" + o.method +
+                      "' is not available yet in this build (available: optimize, global)");
+  }
+  const bool image_pair = !o.target_image.empty() || !o.neutral_image.empty();
+  if (!image_pair && o.text.find_first_not_of(" \t\r\n") == std::string::npos) {
+    throw usage_error("--text is empty: give the edit in words, e.g. --text \"a smiling face\"");
+  }
+  if (o.mode != "edit" && o.mode != "free")
+    throw usage_error("invalid --mode '" + o.mode + "': expected edit or free");
+  if (o.mode == "free" && (global || !o.inputs.empty() || !o.seeds.empty())) {
+    throw usage_error(
+        "--mode free (optimize only) starts from the average latent: give no inputs or --seed");
+  }
+  if (o.mode == "edit" && o.inputs.empty() && o.seeds.empty()) {
+    throw usage_error("nothing to edit: give latent files or --seed N[-M]");
+  }
+  std::optional<double> beta;
+  if (global) {
+    if (image_pair && (o.target_image.empty() || o.neutral_image.empty())) {
+      throw usage_error("--target-image and --neutral-image go together");
+    }
+    if (!image_pair && o.neutral.find_first_not_of(" \t\r\n") == std::string::npos) {
+      throw usage_error(
+          "--method global needs --neutral TEXT (what the image shows now, e.g. \"face\")");
+    }
+    if (o.threshold != "auto") {
+      try {
+        size_t used = 0;
+        beta = std::stod(o.threshold, &used);
+        if (used != o.threshold.size()) throw std::invalid_argument(o.threshold);
+      } catch (const std::exception&) {
+        throw usage_error("invalid --threshold '" + o.threshold +
+                          "': expected a number in [0, 1] or auto");
+      }
+      if (!(*beta >= 0.0 && *beta <= 1.0)) {
+        throw usage_error("invalid --threshold '" + o.threshold +
+                          "': must be in [0, 1] (relevances are cosines)");
+      }
+    }
+  }
+  const OptimizeOptions opt = optimize_options(o);
 
   const auto device = parse_device(o.device);
   const auto models = resolve_models(o.models);
@@ -125,28 +223,80 @@ int run_edit(const EditOptions& o) {
   std::vector<std::pair<std::string, torch::Tensor>> latents;
   for (const auto& f : o.inputs)
     latents.emplace_back(f, load_latents(f, ginfo.num_ws, ginfo.w_dim));
+  std::vector<torch::Tensor> pair_pixels;
+  if (image_pair) {
+    pair_pixels.push_back(read_image_rgb(o.target_image));
+    pair_pixels.push_back(read_image_rgb(o.neutral_image));
+  }
+  if (global && !bundle.has("global_stats")) {
+    throw bundle_error(
+        "model bundle '" + models.string() +
+        "' has no global-direction statistics: run styleclip global prepare --models " +
+        models.string());
+  }
 
   const Generator gen(bundle, device);
   const Clip clip(bundle, device);
   std::optional<IdentityModel> identity;
   if (bundle.has("identity")) identity.emplace(bundle, device);
-  opt.id_lambda = o.id_lambda.value_or(identity ? 0.005 : 0.0);
-  if (!o.id_lambda) {
-    spdlog::info(identity ? "identity loss on (lambda 0.005, the reference's Colab value)"
-                          : "identity loss off: the bundle has no identity model");
+  json options;
+  OptimizeOptions run_opt = opt;
+  std::optional<GlobalStats> stats;
+  GlobalEdit gedit;
+  if (global) {
+    stats = GlobalStats::load(bundle.file("global_stats"), ginfo);
+    stats->directions = stats->directions.to(device);
+    torch::NoGradGuard no_grad;
+    const auto dt = image_pair ? embedding_direction(clip.embed_image(pair_pixels[0]),
+                                                     clip.embed_image(pair_pixels[1]))
+                               : text_direction(clip, o.text, o.neutral, !o.no_templates);
+    const double b = beta ? *beta : auto_threshold(*stats, ginfo, dt);
+    gedit = global_delta(*stats, ginfo, dt, b);
+    spdlog::info("global direction: {} of {} channels pass threshold {:.3f} (max relevance {:.3f})",
+                 gedit.channels, stats->directions.size(0), b, gedit.max_relevance);
+    if (gedit.channels == 0) {
+      spdlog::error(
+          "no channel passes --threshold {}: the images are returned unchanged (lower the "
+          "threshold; "
+          "the largest relevance is {:.3f})",
+          b, gedit.max_relevance);
+    } else if (gedit.channels < 10) {
+      spdlog::warn("only {} channels pass the threshold: the edit will be weak (lower --threshold)",
+                   gedit.channels);
+    }
+    options = {{"neutral", o.neutral},
+               {"strength", o.strength},
+               {"threshold", b},
+               {"threshold_requested", o.threshold},
+               {"templates", !o.no_templates && !image_pair},
+               {"channels", gedit.channels},
+               {"max_relevance", gedit.max_relevance}};
+    if (image_pair)
+      options["target_image"] = o.target_image, options["neutral_image"] = o.neutral_image;
+  } else {
+    run_opt.id_lambda = o.id_lambda.value_or(identity ? 0.005 : 0.0);
+    if (!o.id_lambda) {
+      spdlog::info(identity ? "identity loss on (lambda 0.005, the reference's Colab value)"
+                            : "identity loss off: the bundle has no identity model");
+    }
+    validate(run_opt, identity.has_value());
+    options = run_opt.to_json();
   }
-  validate(opt, identity.has_value());  // before anything is written
+  options["batch"] = o.batch;
+  options["device"] = device.str();
   const fs::path out_dir = o.out;
-  ensure_output_dir(out_dir);
+  ensure_output_dir(out_dir);  // every check above has passed: now outputs may appear
 
   torch::Tensor text;
+  std::optional<ClipLoss> judge;
   {
     torch::NoGradGuard no_grad;
-    text = clip.encode_text({o.text});
+    text = clip.encode_text({o.text.empty() ? std::string(" ") : o.text});
+    judge.emplace(clip, ginfo.resolution, opt.clip_input);
   }
   const auto items = collect_inputs(o, gen, latents);
   const auto header = sidecar_header("edit", models, bundle.checksums());
-  const std::string tag = slug(o.text) + ".optimize";
+  const std::string tag = slug(o.text.empty() ? "image-pair" : o.text) + "." + o.method;
   int failures = 0;
   json summary = json::array();
 
@@ -158,108 +308,98 @@ int run_edit(const EditOptions& o) {
       rows.push_back(items[i].ws);
       names += (names.empty() ? "" : ", ") + items[i].name;
     }
-    Progress progress("optimize " + names, opt.steps);
-    OptimizeCallbacks cb;
-    cb.progress = [&](int done, int, double loss) {
-      char buf[32];
-      std::snprintf(buf, sizeof buf, "loss %.4f", loss);
-      progress.update(done, buf);
-    };
-    std::vector<std::vector<fs::path>> frame_files(end - start);
-    if (opt.frame_every > 0) {
-      cb.frame = [&](int step, const torch::Tensor& images) {
-        for (size_t i = start; i < end; ++i) {
-          const auto dir = out_dir / (items[i].name + "." + tag + ".frames");
-          ensure_output_dir(dir);
-          char file[32];
-          std::snprintf(file, sizeof file, "%05d.png", step);
-          write_image(dir / file, images[static_cast<int64_t>(i - start)]);
-          frame_files[i - start].push_back(dir / file);
-        }
-      };
-    }
+    const auto ws = torch::cat(rows, 0);
     const auto t0 = std::chrono::steady_clock::now();
-    const auto res =
-        optimize(gen, clip, identity ? &*identity : nullptr, torch::cat(rows, 0), text, opt, cb);
-    progress.finish();
-    const double wall =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-
-    for (size_t i = start; i < end; ++i) {
-      const auto k = static_cast<int64_t>(i - start);
-      const auto& item = items[i];
-      const auto& row = res.rows[static_cast<size_t>(k)];
-      const auto base = out_dir / (item.name + "." + tag);
-      json outputs;
-      const auto png = fs::path(base.string() + ".png");
-      write_image(png, res.images_after[k]);
-      outputs["image"] = png.filename().string();
-      const auto latent = fs::path(base.string() + ".latent.pt");
-      save_tensor_pt(latent, res.ws.slice(0, k, k + 1));
-      outputs["latent"] = latent.filename().string();
-      if (opt.space == LatentSpace::kS) {
-        std::vector<torch::Tensor> s;
-        for (const auto& layer : res.styles) s.push_back(layer.slice(0, k, k + 1));
-        const auto sp = fs::path(base.string() + ".styles.pt");
-        save_tensors_pt(sp, s);
-        outputs["styles"] = sp.filename().string();
+    BatchResult r;
+    if (global) {
+      torch::NoGradGuard no_grad;
+      const auto s = gen.styles(ws);
+      r.before = gen.synthesis_from_styles(s);
+      r.styles = apply_delta(s, gedit, o.strength);
+      r.after = gedit.channels > 0 ? gen.synthesis_from_styles(r.styles) : r.before;
+      const auto before = judge->similarity(r.before, text).cpu();
+      const auto after = judge->similarity(r.after, text).cpu();
+      torch::Tensor ident;
+      if (identity) ident = IdentityLoss(*identity, r.before).similarity(r.after).cpu();
+      for (int64_t k = 0; k < ws.size(0); ++k) {
+        r.metrics.push_back({{"clip_similarity_before", before[k].item<double>()},
+                             {"clip_similarity_after", after[k].item<double>()},
+                             {"identity_similarity",
+                              ident.defined() ? json(ident[k].item<double>()) : json(nullptr)},
+                             {"channels", gedit.channels}});
+        r.errors.push_back(gedit.channels > 0 ? ""
+                                              : "no channel passed the threshold: image unchanged");
       }
-      if (o.compare) {
-        const auto cmp = fs::path(base.string() + ".compare.png");
-        write_image_row(cmp, {res.images_before[k], res.images_after[k]});
-        outputs["compare"] = cmp.filename().string();
+      const double secs =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      r.timing = {{"batch_seconds", secs}, {"batch_size", ws.size(0)}};
+    } else {
+      Progress progress("optimize " + names, run_opt.steps);
+      OptimizeCallbacks cb;
+      cb.progress = [&](int done, int, double loss) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "loss %.4f", loss);
+        progress.update(done, buf);
+      };
+      std::vector<std::vector<fs::path>> frame_files(end - start);
+      if (run_opt.frame_every > 0) {
+        cb.frame = [&](int step, const torch::Tensor& images) {
+          for (size_t i = start; i < end; ++i) {
+            const auto dir = out_dir / (items[i].name + "." + tag + ".frames");
+            ensure_output_dir(dir);
+            char file[32];
+            std::snprintf(file, sizeof file, "%05d.png", step);
+            write_image(dir / file, images[static_cast<int64_t>(i - start)]);
+            frame_files[i - start].push_back(dir / file);
+          }
+        };
       }
-      if (!frame_files[i - start].empty()) {
-        // The final image closes the sequence so the video ends where the edit did.
-        const auto last = out_dir / (item.name + "." + tag + ".frames") / "final.png";
-        write_image(last, res.images_after[k]);
-        frame_files[i - start].push_back(last);
-        outputs["frames"] = (item.name + "." + tag + ".frames");
-        const auto mp4 = fs::path(base.string() + ".mp4");
-        if (write_video(mp4, frame_files[i - start], 10.0)) {
-          outputs["video"] = mp4.filename().string();
-        } else {
+      const auto res = optimize(gen, clip, identity ? &*identity : nullptr, ws, text, run_opt, cb);
+      progress.finish();
+      const double secs =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      r.before = res.images_before;
+      r.after = res.images_after;
+      if (run_opt.space == LatentSpace::kWPlus) {
+        r.ws = res.ws;
+      } else {
+        r.styles = res.styles;
+      }
+      for (size_t k = 0; k < res.rows.size(); ++k) {
+        const auto& row = res.rows[k];
+        r.metrics.push_back(
+            {{"clip_similarity_before", row.clip_before},
+             {"clip_similarity_after", row.clip_after},
+             {"identity_similarity", row.identity ? json(*row.identity) : json(nullptr)},
+             {"loss", row.loss},
+             {"loss_clip", row.loss_clip},
+             {"loss_l2", row.loss_l2},
+             {"loss_id", row.loss_id},
+             {"steps_done", row.steps_done}});
+        r.errors.push_back(row.ok ? "" : row.error);
+      }
+      r.timing = {{"steps_per_second", res.steps_per_second},
+                  {"batch_seconds", secs},
+                  {"batch_size", ws.size(0)}};
+      // Frame sequences end with the final image, then become a video where OpenCV can encode MP4.
+      for (size_t i = start; i < end; ++i) {
+        auto& files = frame_files[i - start];
+        if (files.empty()) continue;
+        const auto dir = out_dir / (items[i].name + "." + tag + ".frames");
+        write_image(dir / "final.png", res.images_after[static_cast<int64_t>(i - start)]);
+        files.push_back(dir / "final.png");
+        const auto mp4 = out_dir / (items[i].name + "." + tag + ".mp4");
+        if (!write_video(mp4, files, 10.0)) {
           spdlog::warn("could not write '{}': this OpenCV cannot encode MP4 (the frames are kept)",
                        mp4.string());
         }
       }
-      json side = header;
-      side["engine"] = "optimize";
-      side["prompt"] = o.text;
-      side["input"] = item.input;
-      side["options"] = opt.to_json();
-      side["options"]["batch"] = o.batch;
-      side["options"]["device"] = device.str();
-      side["status"] = row.ok ? "ok" : "failed";
-      if (!row.ok) side["error"] = row.error;
-      side["metrics"] = {
-          {"clip_similarity_before", row.clip_before},
-          {"clip_similarity_after", row.clip_after},
-          {"identity_similarity", row.identity ? json(*row.identity) : json(nullptr)},
-          {"loss", row.loss},
-          {"loss_clip", row.loss_clip},
-          {"loss_l2", row.loss_l2},
-          {"loss_id", row.loss_id},
-          {"steps_done", row.steps_done}};
-      side["timing"] = {{"steps_per_second", res.steps_per_second},
-                        {"batch_seconds", wall},
-                        {"batch_size", static_cast<int64_t>(end - start)}};
-      side["outputs"] = outputs;
-      write_json(fs::path(base.string() + ".json"), side);
-      if (!row.ok) {
+    }
+    for (size_t i = start; i < end; ++i) {
+      if (!write_item(o, out_dir, tag, header, options, items[i], r,
+                      static_cast<int64_t>(i - start), summary)) {
         ++failures;
-        spdlog::error("{}: {}", item.name, row.error);
-      } else {
-        spdlog::info(
-            "{}: CLIP similarity {:.4f} -> {:.4f}{}", item.name, row.clip_before, row.clip_after,
-            row.identity ? fmt::format(", identity {:.4f}", *row.identity) : std::string());
       }
-      summary.push_back({{"name", item.name},
-                         {"status", side["status"]},
-                         {"image", png.string()},
-                         {"clip_similarity_before", row.clip_before},
-                         {"clip_similarity_after", row.clip_after}});
-      if (!o.json) std::cout << png.string() << "\n";
     }
   }
   if (o.json) std::cout << json{{"outputs", summary}, {"failed", failures}}.dump(2) << "\n";
@@ -270,13 +410,12 @@ int run_edit(const EditOptions& o) {
 
 void setup_edit(CLI::App& app, Registry& reg) {
   auto o = std::make_shared<EditOptions>();
-  auto* sub = app.add_subcommand("edit", "edit latents or sampled seeds with a text prompt");
-  // A repeated single-valued option takes its last value, so scripts can append overrides.
-  sub->option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  auto* sub = app.add_subcommand("edit", "edit latents or sampled seeds with words");
   add_models_option(*sub, o->models);
-  sub->add_option("--method", o->method, "engine: optimize (mapper, global: coming)")
+  sub->add_option("--method", o->method, "engine: optimize or global (mapper: coming)")
       ->capture_default_str();
-  sub->add_option("--text", o->text, "the edit, in words, e.g. \"a smiling face\"")->required();
+  sub->add_option("--text", o->text,
+                  "the edit, in words, e.g. \"a smiling face\" (global: the target)");
   sub->add_option("inputs", o->inputs, "latent files (.pt / .npy) to edit");
   sub->add_option("--seed", o->seeds, "edit sampled images: N, N-M or a list");
   sub->add_option("--truncation", o->truncation, "truncation psi for --seed")
@@ -284,7 +423,7 @@ void setup_edit(CLI::App& app, Registry& reg) {
       ->check(CLI::Range(0.0, 2.0));
   sub->add_option("--out", o->out, "output folder")->capture_default_str();
   sub->add_option("--device", o->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
-  sub->add_option("--batch", o->batch, "inputs optimised together")
+  sub->add_option("--batch", o->batch, "inputs processed together")
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));
   sub->add_flag("--compare", o->compare, "also write <name>.compare.png: before | after");
@@ -307,6 +446,19 @@ void setup_edit(CLI::App& app, Registry& reg) {
       ->capture_default_str();
   g->add_option("--frames", o->frames, "write an image every K steps, and an MP4 of them")
       ->capture_default_str();
+  auto* gl = sub->add_option_group("global", "global style-space directions (StyleCLIP §3)");
+  gl->add_option("--neutral", o->neutral,
+                 "what the image shows now, e.g. \"face\" (the target is --text)");
+  gl->add_option("--strength", o->strength,
+                 "alpha: how far to move along the direction (negative reverses)")
+      ->capture_default_str();
+  gl->add_option("--threshold", o->threshold, "beta in [0, 1]: minimum channel relevance, or auto")
+      ->capture_default_str();
+  gl->add_flag("--no-templates", o->no_templates,
+               "use the raw sentences instead of the 79 prompt templates");
+  gl->add_option("--target-image", o->target_image,
+                 "direction from an image pair instead of texts: the target image");
+  gl->add_option("--neutral-image", o->neutral_image, "… and the neutral image");
   reg.push_back({sub, [o] { return run_edit(*o); }});
 }
 

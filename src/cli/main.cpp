@@ -37,9 +37,13 @@ int main(int argc, char** argv) {
   CLI::App app{"styleclip — edit StyleGAN2 images with text, guided by CLIP", "styleclip"};
   app.set_version_flag("--version", STYLECLIP_VERSION);
   app.require_subcommand(1);
+  // A repeated single-valued option takes its last value, so scripts can append overrides
+  // (subcommands inherit this default).
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.fallthrough();  // global options (--threads, -v, -q) also work after the subcommand
   cli::GlobalOptions global;
-  app.add_option("--threads", global.threads, "CPU threads for Torch (default: $OMP_NUM_THREADS, else all cores)")
+  app.add_option("--threads", global.threads,
+                 "CPU threads for Torch (default: $OMP_NUM_THREADS, else all cores)")
       ->check(CLI::NonNegativeNumber);
   app.add_flag("-v,--verbose", global.verbose, "more log output");
   app.add_flag("-q,--quiet", global.quiet, "only warnings and errors on stderr");
@@ -48,6 +52,7 @@ int main(int argc, char** argv) {
   cli::setup_info(app, registry);
   cli::setup_generate(app, registry);
   cli::setup_edit(app, registry);
+  cli::setup_global(app, registry);
   cli::setup_tokenize(app, registry);
   cli::setup_embed(app, registry);
 

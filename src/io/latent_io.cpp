@@ -193,6 +193,19 @@ std::vector<char> tensors_to_pt_bytes(const std::vector<torch::Tensor>& ts) {
   return torch::jit::pickle_save(list);
 }
 
+std::vector<torch::Tensor> read_tensor_list_pt(const fs::path& path) {
+  const auto data = read_all(path);
+  try {
+    const auto list = torch::jit::pickle_load(data);  // keep the list alive while reading it
+    std::vector<torch::Tensor> out;
+    for (const auto& v : list.toListRef()) out.push_back(v.toTensor());
+    return out;
+  } catch (const std::exception& e) {
+    throw input_error("cannot read '" + path.string() + "': not a list of tensors (" +
+                      torch_message(e) + ")");
+  }
+}
+
 void save_tensor_pt(const fs::path& path, const torch::Tensor& t) {
   const auto bytes = tensor_to_pt_bytes(t);
   write_file_atomic(path, std::string_view(bytes.data(), bytes.size()));

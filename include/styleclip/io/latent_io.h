@@ -27,6 +27,9 @@ torch::Tensor normalize_latents(const torch::Tensor& t, int num_ws, int w_dim,
 std::vector<char> tensor_to_pt_bytes(const torch::Tensor& t);
 std::vector<char> tensors_to_pt_bytes(const std::vector<torch::Tensor>& ts);
 
+/// A list of tensors from a `.pt` file (as `save_tensors_pt` writes); input error naming the file.
+std::vector<torch::Tensor> read_tensor_list_pt(const std::filesystem::path& path);
+
 /// Atomic writes of the above.
 void save_tensor_pt(const std::filesystem::path& path, const torch::Tensor& t);
 void save_tensors_pt(const std::filesystem::path& path, const std::vector<torch::Tensor>& ts);

@@ -1,0 +1,187 @@
+// bench_optimize — times engine 1 (`styleclip::optimize`) on a bundle, for comparison with the
+// same loop in Python (bench/optimize_reference.py); see bench/README.md.
+//
+//   bench_optimize --models DIR [--steps N] [--batch B] [--warmup W] [--threads T] [--json]
+//   bench_optimize --models DIR [--batch B] [--dump-text FILE] [--dump-start FILE]
+//
+// The timed run: B start latents from seeds 0..B-1 (mapping, truncation 0.7, broadcast to W+),
+// the text "a smiling face", W warm-up steps in a separate optimize call (not timed), then N
+// timed steps (l2_lambda 0.008, id_lambda 0, W+, raw CLIP input). The time is the engine's own
+// loop time (OptimizeResult::seconds), without its setup and final metrics. The dump modes write
+// the text embedding / the start latents with save_tensor_pt, so that the Python side optimises
+// identical inputs, and do nothing else.
+#include <sys/resource.h>
+
+#include <cstdio>
+#include <iostream>
+#include <stdexcept>
+#include <string>
+
+#include <ATen/Parallel.h>
+#include <torch/types.h>
+#include <nlohmann/json.hpp>
+
+#include <styleclip/engines/optimize.h>
+#include <styleclip/error.h>
+#include <styleclip/io/latent_io.h>
+#include <styleclip/models/bundle.h>
+#include <styleclip/models/clip.h>
+#include <styleclip/models/generator.h>
+#include <styleclip/runtime.h>
+
+namespace {
+
+constexpr const char* kText = "a smiling face";
+constexpr double kTruncation = 0.7;
+
+struct Args {
+  std::string models;
+  int steps = 30;
+  int batch = 1;
+  int warmup = 5;
+  int threads = 0;
+  bool json = false;
+  std::string dump_text;
+  std::string dump_start;
+};
+
+const char* kUsage =
+    "usage: bench_optimize --models DIR [--steps N] [--batch B] [--warmup W] [--threads T] "
+    "[--json] [--dump-text FILE] [--dump-start FILE]";
+
+int parse_int(const std::string& opt, const std::string& value, int min) {
+  size_t used = 0;
+  int v = 0;
+  try {
+    v = std::stoi(value, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != value.size() || value.empty() || v < min) {
+    throw styleclip::usage_error("invalid " + opt + " '" + value +
+                                 "': expected an integer >= " + std::to_string(min));
+  }
+  return v;
+}
+
+Args parse_args(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string opt = argv[i];
+    if (opt == "--json") {
+      a.json = true;
+      continue;
+    }
+    if (opt == "-h" || opt == "--help") {
+      std::cout << kUsage << "\n";
+      std::exit(0);
+    }
+    if (i + 1 >= argc) throw styleclip::usage_error(opt + " needs a value (" + kUsage + ")");
+    const std::string v = argv[++i];
+    if (opt == "--models") {
+      a.models = v;
+    } else if (opt == "--steps") {
+      a.steps = parse_int(opt, v, 1);
+    } else if (opt == "--batch") {
+      a.batch = parse_int(opt, v, 1);
+    } else if (opt == "--warmup") {
+      a.warmup = parse_int(opt, v, 0);
+    } else if (opt == "--threads") {
+      a.threads = parse_int(opt, v, 0);
+    } else if (opt == "--dump-text") {
+      a.dump_text = v;
+    } else if (opt == "--dump-start") {
+      a.dump_start = v;
+    } else {
+      throw styleclip::usage_error("unknown option '" + opt + "' (" + kUsage + ")");
+    }
+  }
+  if (a.models.empty())
+    throw styleclip::usage_error(std::string("--models DIR is required (") + kUsage + ")");
+  return a;
+}
+
+double peak_rss_mb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_maxrss) / 1024.0;  // kB on Linux
+}
+
+torch::Tensor start_latents(const styleclip::Generator& gen, int batch) {
+  std::vector<torch::Tensor> zs;
+  for (int i = 0; i < batch; ++i) zs.push_back(gen.seed_z(static_cast<uint64_t>(i)));
+  const auto w = gen.truncate(gen.mapping(torch::stack(zs)), kTruncation);
+  return gen.broadcast(w).contiguous();
+}
+
+int run(const Args& a) {
+  styleclip::configure_runtime(a.threads);
+  const auto bundle = styleclip::Bundle::open(a.models, /*verify_checksums=*/false);
+  const torch::Device cpu(torch::kCPU);
+  const styleclip::Generator gen(bundle, cpu);
+  const styleclip::Clip clip(bundle, cpu);
+
+  torch::Tensor ws0, text;
+  {
+    torch::NoGradGuard no_grad;
+    ws0 = start_latents(gen, a.batch);
+    text = clip.encode_text({kText});
+  }
+  if (!a.dump_text.empty() || !a.dump_start.empty()) {
+    if (!a.dump_text.empty()) styleclip::save_tensor_pt(a.dump_text, text);
+    if (!a.dump_start.empty()) styleclip::save_tensor_pt(a.dump_start, ws0);
+    return 0;
+  }
+
+  styleclip::OptimizeOptions o;
+  o.l2_lambda = 0.008;
+  o.id_lambda = 0.0;
+  o.space = styleclip::LatentSpace::kWPlus;
+  o.clip_input = styleclip::ClipInput::kRaw;
+  if (a.warmup > 0) {
+    o.steps = a.warmup;
+    (void)styleclip::optimize(gen, clip, nullptr, ws0, text, o);
+  }
+  const double rss_before = peak_rss_mb();
+  o.steps = a.steps;
+  const auto res = styleclip::optimize(gen, clip, nullptr, ws0, text, o);
+  double clip_after = 0;
+  for (const auto& r : res.rows) clip_after += r.clip_after / double(res.rows.size());
+
+  const nlohmann::json out = {
+      {"impl", "cpp"},
+      {"steps_per_second", res.steps_per_second},
+      {"ms_per_step", 1000.0 / res.steps_per_second},
+      {"peak_rss_mb", peak_rss_mb()},
+      {"peak_rss_before_timed_mb", rss_before},
+      {"batch", a.batch},
+      {"steps", a.steps},
+      {"warmup", a.warmup},
+      {"threads", at::get_num_threads()},
+      {"resolution", gen.info().resolution},
+      {"clip_resolution", clip.info().image_resolution},
+      {"final_clip_similarity", clip_after},
+  };
+  if (a.json) {
+    std::cout << out.dump() << "\n";
+  } else {
+    std::cout << "cpp: " << out["ms_per_step"].get<double>() << " ms/step, peak RSS "
+              << out["peak_rss_mb"].get<double>() << " MB (" << a.batch << " x "
+              << gen.info().resolution << " px, " << a.steps << " steps)\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(parse_args(argc, argv));
+  } catch (const styleclip::Error& e) {
+    std::cerr << "bench_optimize: error: " << e.what() << "\n";
+    return static_cast<int>(e.code());
+  } catch (const std::exception& e) {
+    std::cerr << "bench_optimize: error: " << styleclip::torch_message(e) << "\n";
+    return 1;
+  }
+}
