@@ -11,7 +11,9 @@
 #include <styleclip/runtime.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <optional>
 
@@ -53,6 +55,8 @@ struct EditOptions {
   double strength = 4.1;
   std::string threshold = "0.15";
   bool no_templates = false;
+  std::string strength_sweep;
+  std::string threshold_sweep;
 };
 
 struct Item {
@@ -104,6 +108,35 @@ std::vector<Item> collect_inputs(
     }
   }
   return items;
+}
+
+/// "a:b:n" → n evenly spaced values from a to b (n ≥ 2); empty spec → none.
+std::vector<double> parse_sweep(const std::string& spec, const std::string& flag) {
+  if (spec.empty()) return {};
+  const auto bad = [&]() {
+    return usage_error("invalid " + flag + " '" + spec + "': expected FROM:TO:COUNT, e.g. -5:5:11");
+  };
+  const auto c1 = spec.find(':');
+  const auto c2 = spec.find(':', c1 == std::string::npos ? c1 : c1 + 1);
+  if (c1 == std::string::npos || c2 == std::string::npos) throw bad();
+  double a = 0;
+  double b = 0;
+  long n = 0;
+  try {
+    size_t u1 = 0;
+    size_t u2 = 0;
+    size_t u3 = 0;
+    a = std::stod(spec.substr(0, c1), &u1);
+    b = std::stod(spec.substr(c1 + 1, c2 - c1 - 1), &u2);
+    n = std::stol(spec.substr(c2 + 1), &u3);
+    if (u1 != c1 || u2 != c2 - c1 - 1 || u3 != spec.size() - c2 - 1) throw bad();
+  } catch (const std::exception&) {
+    throw bad();
+  }
+  if (n < 2 || n > 1000 || !std::isfinite(a) || !std::isfinite(b)) throw bad();
+  std::vector<double> out;
+  for (long i = 0; i < n; ++i) out.push_back(a + (b - a) * double(i) / double(n - 1));
+  return out;
 }
 
 OptimizeOptions optimize_options(const EditOptions& o) {
@@ -243,13 +276,21 @@ int run_edit(const EditOptions& o) {
   OptimizeOptions run_opt = opt;
   std::optional<GlobalStats> stats;
   GlobalEdit gedit;
+  torch::Tensor dt;
+  const auto strengths = parse_sweep(o.strength_sweep, "--strength-sweep");
+  const auto thresholds = parse_sweep(o.threshold_sweep, "--threshold-sweep");
+  for (const double b : thresholds) {
+    if (!(b >= 0.0 && b <= 1.0))
+      throw usage_error("invalid --threshold-sweep '" + o.threshold_sweep +
+                        "': values must be in [0, 1]");
+  }
   if (global) {
     stats = GlobalStats::load(bundle.file("global_stats"), ginfo);
     stats->directions = stats->directions.to(device);
     torch::NoGradGuard no_grad;
-    const auto dt = image_pair ? embedding_direction(clip.embed_image(pair_pixels[0]),
-                                                     clip.embed_image(pair_pixels[1]))
-                               : text_direction(clip, o.text, o.neutral, !o.no_templates);
+    dt = image_pair ? embedding_direction(clip.embed_image(pair_pixels[0]),
+                                          clip.embed_image(pair_pixels[1]))
+                    : text_direction(clip, o.text, o.neutral, !o.no_templates);
     const double b = beta ? *beta : auto_threshold(*stats, ginfo, dt);
     gedit = global_delta(*stats, ginfo, dt, b);
     spdlog::info("global direction: {} of {} channels pass threshold {:.3f} (max relevance {:.3f})",
@@ -333,6 +374,39 @@ int run_edit(const EditOptions& o) {
       const double secs =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       r.timing = {{"batch_seconds", secs}, {"batch_size", ws.size(0)}};
+      // Sweeps: a grid per input so the user sees the effect instead of guessing (and an MP4
+      // over strength).
+      const auto sweep = [&](const std::vector<double>& values, const std::string& what,
+                             const std::function<std::vector<torch::Tensor>(double)>& styles_for) {
+        if (values.empty()) return;
+        std::vector<torch::Tensor> renders;
+        for (const double v : values) renders.push_back(gen.synthesis_from_styles(styles_for(v)));
+        for (int64_t k = 0; k < ws.size(0); ++k) {
+          const auto& item = items[start + static_cast<size_t>(k)];
+          const auto base = out_dir / (item.name + "." + tag + "." + what + "-sweep");
+          std::vector<torch::Tensor> row;
+          for (const auto& img : renders) row.push_back(img[k]);
+          write_image_row(base.string() + ".png", row);
+          if (what == "strength") {
+            std::vector<fs::path> frames;
+            ensure_output_dir(base.string() + ".frames");
+            for (size_t i = 0; i < row.size(); ++i) {
+              char name[32];
+              std::snprintf(name, sizeof name, "%05zu.png", i);
+              frames.push_back(fs::path(base.string() + ".frames") / name);
+              write_image(frames.back(), row[i]);
+            }
+            if (!write_video(base.string() + ".mp4", frames, 10.0)) {
+              spdlog::warn("could not write '{}.mp4': this OpenCV cannot encode MP4",
+                           base.string());
+            }
+          }
+        }
+      };
+      sweep(strengths, "strength", [&](double a) { return apply_delta(s, gedit, a); });
+      sweep(thresholds, "threshold", [&](double b) {
+        return apply_delta(s, global_delta(*stats, ginfo, dt, b), o.strength);
+      });
     } else {
       Progress progress("optimize " + names, run_opt.steps);
       OptimizeCallbacks cb;
@@ -459,6 +533,11 @@ void setup_edit(CLI::App& app, Registry& reg) {
   gl->add_option("--target-image", o->target_image,
                  "direction from an image pair instead of texts: the target image");
   gl->add_option("--neutral-image", o->neutral_image, "… and the neutral image");
+  gl->add_option("--strength-sweep", o->strength_sweep,
+                 "FROM:TO:COUNT: also write a grid (and MP4) over strengths, e.g. -5:5:11");
+  gl->add_option(
+      "--threshold-sweep", o->threshold_sweep,
+      "FROM:TO:COUNT: also write a grid over thresholds at --strength, e.g. 0.05:0.25:5");
   reg.push_back({sub, [o] { return run_edit(*o); }});
 }
 

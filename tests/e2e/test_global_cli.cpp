@@ -74,9 +74,26 @@ TEST_F(GlobalCli, EditWritesOutputsAndReportsChannels) {
   const auto dir = copy_bundle("m");
   ASSERT_EQ(prepare(dir).code, 0);
   const auto out = tmp_ / "out";
-  auto r = styleclip({"edit", "--method", "global", "--models", dir.string(), "--neutral", "face",
-                      "--text", "smiling face", "--threshold", "0.05", "--seed", "0-1", "--compare",
-                      "--out", out.string()});
+  auto r = styleclip({"edit",
+                      "--method",
+                      "global",
+                      "--models",
+                      dir.string(),
+                      "--neutral",
+                      "face",
+                      "--text",
+                      "smiling face",
+                      "--threshold",
+                      "0.05",
+                      "--seed",
+                      "0-1",
+                      "--compare",
+                      "--out",
+                      out.string(),
+                      "--strength-sweep",
+                      "-4:4:3",
+                      "--threshold-sweep",
+                      "0.05:0.3:4"});
   ASSERT_EQ(r.code, 0) << r.err;
   const auto side = json::parse(test::read_text(out / "seed0001.smiling-face.global.json"));
   EXPECT_EQ(side["engine"], "global");
@@ -86,6 +103,10 @@ TEST_F(GlobalCli, EditWritesOutputsAndReportsChannels) {
   EXPECT_EQ(test::load_pt(out / "seed0001.smiling-face.global.styles.pt").toTensorVector().size(),
             11u);
   EXPECT_EQ(read_image_rgb(out / "seed0001.smiling-face.global.compare.png").size(1), 64);
+  EXPECT_EQ(read_image_rgb(out / "seed0001.smiling-face.global.strength-sweep.png").size(1),
+            3 * 32);
+  EXPECT_EQ(read_image_rgb(out / "seed0001.smiling-face.global.threshold-sweep.png").size(1),
+            4 * 32);
 
   // A threshold above every relevance: the image comes back unchanged, with an error status.
   r = styleclip({"edit", "--method", "global", "--models", dir.string(), "--neutral", "face",
