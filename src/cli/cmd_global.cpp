@@ -29,7 +29,7 @@ struct PrepareCliOptions {
   int64_t images = 100;
   std::string layers;
   uint64_t seed = 5;
-  int64_t batch = 64;
+  int64_t batch = 0;  // 0: automatic, see run_prepare
   int64_t chunk = 32;
   int64_t max_chunks = 0;
   bool resume = false;
@@ -86,7 +86,11 @@ int run_prepare(const PrepareCliOptions& o) {
   p.samples = o.samples;
   p.images = o.images;
   p.seed = o.seed;
-  p.batch = o.batch;
+  // On the CPU, per-sample grouped convolutions stop paying beyond ~16 renders of 64 px
+  // (bench/RESULTS.md: 64 px best at 16, 256 px best at 1); on a GPU, fill it.
+  const int64_t pixels = int64_t(info.resolution) * info.resolution;
+  p.batch = o.batch > 0 ? o.batch
+                        : (device.is_cuda() ? 256 : std::max<int64_t>(1, 16 * 64 * 64 / pixels));
   p.layers = o.layers.empty() ? default_global_layers(info) : parse_layers(o.layers, info);
   if (p.images > p.samples) throw usage_error("--images must not exceed --samples");
   const Generator gen(bundle, device);
@@ -194,8 +198,9 @@ void setup_global(CLI::App& app, Registry& reg) {
   sub->add_option("--layers", o->layers,
                   "style layers, e.g. 0,2,3 (default: non-toRGB layers up to 128 px)");
   sub->add_option("--seed", o->seed, "seed of the W samples")->capture_default_str();
-  sub->add_option("--batch", o->batch, "renders per generator call")
-      ->capture_default_str()
+  sub->add_option("--batch", o->batch,
+                  "renders per generator call (default: 16 at 64 px down to 1 at 256 px on CPU, "
+                  "256 on CUDA)")
       ->check(CLI::Range(int64_t(1), int64_t(65536)));
   sub->add_option("--chunk", o->chunk, "channels between checkpoints")
       ->capture_default_str()

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Engine 1 benchmark: styleclip::optimize (C++) against the same loop in Python/PyTorch
+# (bench/optimize_reference.py) on the same random-weight TorchScript bundles, same inputs, same
+# thread count. Prints a markdown table on stdout (progress on stderr). See bench/README.md.
+#
+#   bench/run_optimize_bench.sh [path/to/bench_optimize]     (default: build/bench/bench_optimize)
+#
+# Environment: PYTHON (default /usr/bin/python3, which has Debian's torch), THREADS (2),
+# REPS (2: C++, Python, C++, Python; the best time of each is reported), CONFIGS (default
+# "64 256 256-vit"), QUIET_WAIT (20: at most this many seconds to wait before each run for the
+# machine to go idle), RETRIES (2: repeats of a run that shared the CPU with other processes),
+# RAW (a file to keep the JSON lines in).
+# It builds nothing: build bench_optimize first (see bench/README.md).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BENCH="${1:-$ROOT/build/bench/bench_optimize}"
+PY="${PYTHON:-/usr/bin/python3}"
+THREADS="${THREADS:-2}"
+REPS="${REPS:-2}"
+CONFIGS="${CONFIGS:-64 256 256-vit}"
+QUIET_WAIT="${QUIET_WAIT:-20}"
+RETRIES="${RETRIES:-2}"
+VOCAB="${VOCAB:-$ROOT/../shared/fixtures/clip-tokenizer/bpe_simple_vocab_16e6.txt.gz}"
+REF="$ROOT/bench/optimize_reference.py"
+
+die() { echo "run_optimize_bench: error: $*" >&2; exit 2; }
+[[ -x "$BENCH" ]] || die "'$BENCH' is not an executable: build it first (see bench/README.md) or pass its path"
+[[ -f "$VOCAB" ]] || die "CLIP vocabulary '$VOCAB' not found: set VOCAB=path/to/bpe_simple_vocab_16e6.txt.gz"
+"$PY" -c 'import torch' 2>/dev/null || die "'$PY' cannot import torch: set PYTHON to a Python with PyTorch"
+
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/optbench.XXXXXX")"
+trap 'rm -rf "$TMP"' EXIT
+RAWFILE="${RAW:-$TMP/raw.jsonl}"
+: >"$RAWFILE"
+
+# config name → exporter flags, timed steps, warm-up steps
+config_flags() {
+  case "$1" in
+    64) echo "--random --resolution 64 --w-dim 64 --n-mlp 4 --channel-divisor 8 --random-clip tiny" ;;
+    256) echo "--random --resolution 256 --w-dim 128 --n-mlp 4 --channel-divisor 4 --random-clip tiny" ;;
+    256-vit) echo "--random --resolution 256 --w-dim 128 --n-mlp 4 --channel-divisor 4 --random-clip vit-b32" ;;
+    *) die "unknown configuration '$1' (known: 64 256 256-vit)" ;;
+  esac
+}
+config_steps() { case "$1" in 64) echo "30 5" ;; 256) echo "10 3" ;; 256-vit) echo "5 2" ;; esac; }
+config_label() {
+  case "$1" in
+    64) echo "64 px G (w 64, ch/8) + tiny CLIP 32 px" ;;
+    256) echo "256 px G (w 128, ch/4) + tiny CLIP 32 px" ;;
+    256-vit) echo "256 px G (w 128, ch/4) + ViT-B/32-size CLIP 224 px" ;;
+  esac
+}
+
+# Other work on this machine (a compile, a test run) wrecks timings: with T = cores, OpenMP's
+# threads wait for a descheduled sibling at every parallel region. So: before each run, wait until
+# the machine is idle; after it, compare the machine's busy CPU time with the run's own, and repeat
+# a run that shared the CPU (up to RETRIES times). Runs still contended are marked in the output.
+CLK="$(getconf CLK_TCK)"
+cpu_busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }
+idle_enough() {
+  local b0 b1
+  b0="$(cpu_busy)"; sleep 1; b1="$(cpu_busy)"
+  awk -v d="$((b1 - b0))" -v c="$CLK" 'BEGIN{exit !(d / c < 0.15)}'
+}
+wait_quiet() {
+  local waited=0
+  until idle_enough || ((waited >= QUIET_WAIT)); do waited=$((waited + 1)); done
+}
+# run_one CMD... : one measurement; echoes its JSON line with "foreign_cpu_s" (CPU seconds other
+# processes used during it), "contended" and "tries" added, and appends it to RAWFILE.
+run_one() {
+  local try b0 b1 t0 t1 foreign contended=1 out
+  for ((try = 1; try <= 1 + RETRIES; try++)); do
+    wait_quiet
+    b0="$(cpu_busy)"; t0="$(date +%s.%N)"
+    /usr/bin/time -f "%U %S" -o "$TMP/time" "$@" >"$TMP/out" || die "failed: $*"
+    b1="$(cpu_busy)"; t1="$(date +%s.%N)"
+    read -r foreign contended < <(awk -v d="$((b1 - b0))" -v c="$CLK" -v w0="$t0" -v w1="$t1" \
+      '{f = d / c - $1 - $2; print f, (f > 0.1 * (w1 - w0)) ? 1 : 0}' "$TMP/time")
+    ((contended)) || break
+    echo "   (shared the CPU with other work: ${foreign} CPU s; repeating)" >&2
+  done
+  out="$("$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); d.update(foreign_cpu_s=round(float(sys.argv[2]),2), contended=sys.argv[3]=="1", tries=int(sys.argv[4])); print(json.dumps(d))' \
+    "$(cat "$TMP/out")" "$foreign" "$contended" "$((try > 1 + RETRIES ? RETRIES + 1 : try))")"
+  echo "$out" >>"$RAWFILE"
+  echo "$out"
+}
+field() { "$PY" -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+best() { printf '%s\n' "$@" | sort -g | head -1; }
+maxof() { printf '%s\n' "$@" | sort -g | tail -1; }
+fmt() { LC_ALL=C printf "%.${2:-1}f" "$1"; }
+
+ROWS=()
+for cfg in $CONFIGS; do
+  flags="$(config_flags "$cfg")"
+  read -r steps warmup <<<"$(config_steps "$cfg")"
+  dir="$TMP/bundle-$cfg"
+  echo "== $cfg: exporting bundle" >&2
+  # shellcheck disable=SC2086
+  "$PY" "$ROOT/scripts/export_bundle.py" $flags --vocab "$VOCAB" --out "$dir" >&2
+  "$BENCH" --models "$dir" --dump-text "$TMP/text-$cfg.pt"
+  for batch in 1 4; do
+    start="$TMP/start-$cfg-$batch.pt"
+    "$BENCH" --models "$dir" --batch "$batch" --dump-start "$start"
+    common=(--models "$dir" --steps "$steps" --warmup "$warmup" --threads "$THREADS" --json)
+    cpp_ms=() py_ms=() cpp_rss=() py_rss=()
+    for ((rep = 1; rep <= REPS; rep++)); do
+      echo "== $cfg batch $batch rep $rep: C++" >&2
+      j="$(run_one "$BENCH" "${common[@]}" --batch "$batch")"
+      echo "$j" >&2
+      cpp_ms+=("$(field "$j" ms_per_step)") cpp_rss+=("$(field "$j" peak_rss_mb)")
+      echo "== $cfg batch $batch rep $rep: Python" >&2
+      j="$(run_one "$PY" "$REF" "${common[@]}" --text-embedding "$TMP/text-$cfg.pt" --start "$start")"
+      echo "$j" >&2
+      py_ms+=("$(field "$j" ms_per_step)") py_rss+=("$(field "$j" peak_rss_mb)")
+    done
+    echo "== $cfg batch $batch: Python, --resize upsample" >&2
+    j="$(run_one "$PY" "$REF" "${common[@]}" --text-embedding "$TMP/text-$cfg.pt" --start "$start" --resize upsample)"
+    echo "$j" >&2
+    up_ms="$(field "$j" ms_per_step)" up_rss="$(field "$j" peak_rss_mb)"
+    c="$(best "${cpp_ms[@]}")" p="$(best "${py_ms[@]}")"
+    ratio="$("$PY" -c "print(f'{$c / $p:.2f}')")"
+    ROWS+=("| $(config_label "$cfg") | $batch | $steps (+$warmup) | $(fmt "$c") | $(fmt "$p") | $ratio | $(fmt "$(maxof "${cpp_rss[@]}")" 0) | $(fmt "$(maxof "${py_rss[@]}")" 0) | $(fmt "$up_rss" 0) | $(fmt "$up_ms") |")
+  done
+  rm -rf "$dir"
+done
+
+echo "| configuration | batch | timed steps (+warm-up) | C++ ms/step | Python ms/step | C++/Python | C++ peak RSS MB | Python peak RSS MB | Python peak RSS MB, --resize upsample | Python ms/step, --resize upsample |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+printf '%s\n' "${ROWS[@]}"
+echo
+echo "threads $THREADS; best of $REPS alternating runs per side (C++, Python, C++, Python); peak RSS: the largest of those runs; the upsample column is one run."
+CONTENDED="$(grep -c '"contended": true' "$RAWFILE" || true)"
+if ((CONTENDED > 0)); then
+  echo "note: $CONTENDED of the runs shared the CPU with other processes even after retries (see \"contended\" in the raw JSON)."
+fi
