@@ -1,0 +1,2 @@
+// Engine 2 (latent mappers): written below.
+#include <styleclip/engines/mapper.h>
