@@ -38,6 +38,7 @@ import os
 from collections import OrderedDict
 from typing import List, Optional, Tuple
 
+from styleclip_export.checkpoint import describe, is_torchscript_archive, load_strict
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -356,22 +357,6 @@ class CLIP(nn.Module):
 # Loading
 # --------------------------------------------------------------------------------------------
 
-def _is_torchscript_archive(path: str) -> bool:
-    """A TorchScript archive is a zip holding `constants.pkl` and `code/` (torch.save zips do not)."""
-    import zipfile
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as z:
-        names = z.namelist()
-    return any(n.endswith("/constants.pkl") or n == "constants.pkl" for n in names)
-
-
-def _describe(obj) -> str:
-    if isinstance(obj, dict):
-        keys = list(obj.keys())
-        shown = ", ".join(repr(k) for k in keys[:6]) + (", ..." if len(keys) > 6 else "")
-        return f"a dict with {len(keys)} keys ({shown})"
-    return f"a {type(obj).__name__}"
 
 
 def _load_with_info(path) -> Tuple["OrderedDict[str, Tensor]", str, str]:
@@ -380,7 +365,7 @@ def _load_with_info(path) -> Tuple["OrderedDict[str, Tensor]", str, str]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"CLIP checkpoint not found: '{path}'")
     name = os.path.basename(path)
-    if _is_torchscript_archive(path):
+    if is_torchscript_archive(path):
         kind = "torchscript"
         try:
             # OpenAI's distributed form (clip/clip.py `load`: torch.jit.load, then
@@ -400,11 +385,11 @@ def _load_with_info(path) -> Tuple["OrderedDict[str, Tensor]", str, str]:
             raw = raw["state_dict"]
 
     if not isinstance(raw, dict):
-        raise ValueError(f"'{name}' is not a CLIP checkpoint: it holds {_describe(raw)}")
+        raise ValueError(f"'{name}' is not a CLIP checkpoint: it holds {describe(raw)}")
     missing = [k for k in _TEXT_KEYS if k not in raw]
     if missing or (_VIT_KEY not in raw and _RESNET_KEY not in raw):
         raise ValueError(f"'{name}' is not a CLIP checkpoint (no '{(missing or [_VIT_KEY])[0]}'); "
-                         f"it holds {_describe(raw)}")
+                         f"it holds {describe(raw)}")
 
     sd = OrderedDict()
     dtypes = set()
@@ -511,37 +496,13 @@ def clip_config(sd, transformer_heads: Optional[int] = None) -> dict:
     }
 
 
-def _list_keys(keys: List[str], limit: int = 8) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
-
 
 def build_clip(sd, transformer_heads: Optional[int] = None) -> nn.Module:
     """Our CLIP module with `sd` loaded strictly (every key used, none missing), eval, fp32."""
     sd = _without_metadata(sd)
     cfg = clip_config(sd, transformer_heads)
     model = CLIP(cfg)
-    own = model.state_dict()
-    unexpected = [k for k in sd if k not in own]
-    missing = [k for k in own if k not in sd]
-    if unexpected or missing:
-        parts = []
-        if unexpected:
-            parts.append(f"unexpected keys: {_list_keys(unexpected)}")
-        if missing:
-            parts.append(f"missing keys: {_list_keys(missing)}")
-        raise ValueError("state dict does not match the CLIP architecture read from it (" +
-                         "; ".join(parts) + ")")
-    bad = [f"{k} {list(sd[k].shape)} (expected {list(own[k].shape)})"
-           for k in own if tuple(sd[k].shape) != tuple(own[k].shape)]
-    if bad:
-        raise ValueError(f"state dict tensors have unexpected shapes: {_list_keys(bad, 4)}")
-    model.load_state_dict(OrderedDict((k, v.float() if v.is_floating_point() else v)
-                                      for k, v in sd.items()), strict=True)
-    model.float().eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
+    return load_strict(model, sd, "CLIP architecture")
 
 
 def script_clip(module: nn.Module) -> torch.jit.ScriptModule:

@@ -35,6 +35,7 @@ import os
 from collections import OrderedDict
 from typing import List, Optional
 
+from styleclip_export.checkpoint import describe, first_line, is_torchscript_archive, load_strict
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -261,26 +262,7 @@ def _se_widths(sd, n_units: int) -> List[int]:
 # Loading
 # --------------------------------------------------------------------------------------------
 
-def _is_torchscript_archive(path: str) -> bool:
-    """A TorchScript archive is a zip holding `constants.pkl` (torch.save zips do not)."""
-    import zipfile
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as z:
-        return any(n == "constants.pkl" or n.endswith("/constants.pkl") for n in z.namelist())
 
-
-def _describe(obj) -> str:
-    if isinstance(obj, dict):
-        keys = list(obj.keys())
-        shown = ", ".join(repr(k) for k in keys[:6]) + (", ..." if len(keys) > 6 else "")
-        return f"a dict with {len(keys)} keys ({shown})"
-    return f"a {type(obj).__name__}"
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def load_identity_state_dict(path) -> "OrderedDict[str, Tensor]":
@@ -294,24 +276,24 @@ def load_identity_state_dict(path) -> "OrderedDict[str, Tensor]":
         raise FileNotFoundError(f"identity (ArcFace IR-SE50) checkpoint not found: '{path}'")
     name = os.path.basename(path)
     try:
-        if _is_torchscript_archive(path):
+        if is_torchscript_archive(path):
             raw = torch.jit.load(path, map_location="cpu").state_dict()
         else:
             raw = torch.load(path, map_location="cpu")
     except Exception as e:  # unpickling and archive errors come in many types
         raise ValueError(f"'{name}' is not a PyTorch checkpoint ({type(e).__name__}: "
-                         f"{_first_line(e)})") from None
+                         f"{first_line(e)})") from None
     if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
         raw = raw["state_dict"]
     if not isinstance(raw, dict):
-        raise ValueError(f"'{name}' is not an ArcFace IR-SE50 state dict: it holds {_describe(raw)}")
+        raise ValueError(f"'{name}' is not an ArcFace IR-SE50 state dict: it holds {describe(raw)}")
     # Weights saved from an nn.DataParallel wrapper carry a "module." prefix on every key.
     if raw and all(isinstance(k, str) and k.startswith("module.") for k in raw):
         raw = OrderedDict((k[len("module."):], v) for k, v in raw.items())
     missing = [k for k in _SIGNATURE_KEYS if k not in raw]
     if missing:
         raise ValueError(f"'{name}' is not an ArcFace IR-SE50 state dict (no '{missing[0]}'); "
-                         f"it holds {_describe(raw)}")
+                         f"it holds {describe(raw)}")
     sd = OrderedDict()
     for key, value in raw.items():
         if not isinstance(value, Tensor):
@@ -327,37 +309,13 @@ def load_identity_state_dict(path) -> "OrderedDict[str, Tensor]":
     return sd
 
 
-def _list_keys(keys: List[str], limit: int = 8) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
-
 
 def build_identity(sd) -> nn.Module:
     """Our backbone with `sd` loaded strictly (every key used, none missing), eval, fp32, frozen."""
     cfg = identity_config(sd)
     model = IdentityBackbone(cfg["widths"], cfg["units"], cfg["embed_dim"],
                              _se_widths(sd, sum(cfg["units"])), cfg["input_size"])
-    own = model.state_dict()
-    unexpected = [k for k in sd if k not in own]
-    missing = [k for k in own if k not in sd]
-    if unexpected or missing:
-        parts = []
-        if unexpected:
-            parts.append(f"unexpected keys: {_list_keys(unexpected)}")
-        if missing:
-            parts.append(f"missing keys: {_list_keys(missing)}")
-        raise ValueError("state dict does not match the IR-SE backbone read from it (" +
-                         "; ".join(parts) + ")")
-    bad = [f"{k} {list(sd[k].shape)} (expected {list(own[k].shape)})"
-           for k in own if tuple(sd[k].shape) != tuple(own[k].shape)]
-    if bad:
-        raise ValueError(f"state dict tensors have unexpected shapes: {_list_keys(bad, 4)}")
-    model.load_state_dict(OrderedDict((k, v.float() if v.is_floating_point() else v)
-                                      for k, v in sd.items()), strict=True)
-    model.float().eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
+    return load_strict(model, sd, "IR-SE backbone")
 
 
 def script_identity(module: nn.Module) -> torch.jit.ScriptModule:

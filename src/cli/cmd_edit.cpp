@@ -20,6 +20,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common.h"
+#include "inputs.h"
 
 namespace styleclip::cli {
 namespace fs = std::filesystem;
@@ -59,12 +60,6 @@ struct EditOptions {
   std::string threshold_sweep;
 };
 
-struct Item {
-  std::string name;
-  json input;
-  torch::Tensor ws;  // [1, num_ws, w_dim]
-};
-
 /// What an engine hands back for a batch of items.
 struct BatchResult {
   torch::Tensor before, after;        // [B, 3, R, R]
@@ -74,41 +69,6 @@ struct BatchResult {
   std::vector<std::string> errors;    // per row, empty when ok
   json timing;
 };
-
-std::string seed_name(uint64_t seed) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "seed%04llu", static_cast<unsigned long long>(seed));
-  return buf;
-}
-
-std::vector<Item> collect_inputs(
-    const EditOptions& o, const Generator& gen,
-    const std::vector<std::pair<std::string, torch::Tensor>>& latents) {
-  std::vector<Item> items;
-  torch::NoGradGuard no_grad;
-  if (o.mode == "free") {
-    items.push_back({"free", json{{"start", "w_avg"}}, gen.broadcast(gen.w_avg().unsqueeze(0))});
-    return items;
-  }
-  if (!o.seeds.empty()) {
-    for (const auto seed : parse_seeds(o.seeds)) {
-      const auto w = gen.truncate(gen.mapping(gen.seed_z(seed).unsqueeze(0)), o.truncation);
-      items.push_back(
-          {seed_name(seed), json{{"seed", seed}, {"truncation", o.truncation}}, gen.broadcast(w)});
-    }
-  }
-  for (const auto& [file, ws] : latents) {
-    const auto stem = fs::path(file).stem().string();
-    for (int64_t i = 0; i < ws.size(0); ++i) {
-      char suffix[32];
-      std::snprintf(suffix, sizeof suffix, "_%03lld", static_cast<long long>(i));
-      items.push_back({ws.size(0) > 1 ? stem + suffix : stem,
-                       json{{"latent", fs::absolute(file).string()}, {"index", i}},
-                       ws.slice(0, i, i + 1).to(gen.device())});
-    }
-  }
-  return items;
-}
 
 /// "a:b:n" → n evenly spaced values from a to b (n ≥ 2); empty spec → none.
 std::vector<double> parse_sweep(const std::string& spec, const std::string& flag) {
@@ -159,8 +119,8 @@ OptimizeOptions optimize_options(const EditOptions& o) {
 
 /// Writes one item's outputs and sidecar; returns whether it succeeded.
 bool write_item(const EditOptions& o, const fs::path& out_dir, const std::string& tag,
-                const json& header, const json& options, const Item& item, const BatchResult& r,
-                int64_t k, json& summary) {
+                const json& header, const json& options, const InputItem& item,
+                const BatchResult& r, int64_t k, json& summary) {
   const auto base = (out_dir / (item.name + "." + tag)).string();
   json outputs;
   write_image(base + ".png", r.after[k]);
@@ -253,7 +213,7 @@ int run_edit(const EditOptions& o) {
   const auto models = resolve_models(o.models);
   const auto bundle = Bundle::open(models);
   const auto& ginfo = bundle.generator();
-  std::vector<std::pair<std::string, torch::Tensor>> latents;
+  LatentFiles latents;
   for (const auto& f : o.inputs)
     latents.emplace_back(f, load_latents(f, ginfo.num_ws, ginfo.w_dim));
   std::vector<torch::Tensor> pair_pixels;
@@ -335,7 +295,13 @@ int run_edit(const EditOptions& o) {
     text = clip.encode_text({o.text.empty() ? std::string(" ") : o.text});
     judge.emplace(clip, ginfo.resolution, opt.clip_input);
   }
-  const auto items = collect_inputs(o, gen, latents);
+  std::vector<InputItem> items;
+  if (o.mode == "free") {
+    items.push_back({"free", json{{"start", "w_avg"}}, gen.broadcast(gen.w_avg().unsqueeze(0))});
+  } else {
+    items = collect_inputs(gen, o.seeds.empty() ? std::vector<uint64_t>{} : parse_seeds(o.seeds),
+                           o.truncation, latents);
+  }
   const auto header = sidecar_header("edit", models, bundle.checksums());
   const std::string tag = slug(o.text.empty() ? "image-pair" : o.text) + "." + o.method;
   int failures = 0;

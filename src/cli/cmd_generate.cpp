@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common.h"
+#include "inputs.h"
 
 namespace styleclip::cli {
 namespace fs = std::filesystem;
@@ -33,19 +34,6 @@ struct GenerateOptions {
   bool json = false;
 };
 
-/// One image to make: a seed, or one row of a latent file.
-struct Item {
-  std::string name;
-  json input;
-  torch::Tensor ws;  // [1, num_ws, w_dim]
-};
-
-std::string seed_name(uint64_t seed) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "seed%04llu", static_cast<unsigned long long>(seed));
-  return buf;
-}
-
 int run_generate(const GenerateOptions& o) {
   if (o.seeds.empty() && o.latents.empty()) {
     throw usage_error("nothing to generate: give --seed N[-M] or --latent FILE");
@@ -56,7 +44,7 @@ int run_generate(const GenerateOptions& o) {
   const auto models = resolve_models(o.models);
   const auto bundle = Bundle::open(models);
   // Read every latent before loading the model or writing anything: a bad file fails fast.
-  std::vector<std::pair<std::string, torch::Tensor>> latent_files;
+  LatentFiles latent_files;
   const auto& info = bundle.generator();
   for (const auto& f : o.latents) {
     latent_files.emplace_back(f, load_latents(f, info.num_ws, info.w_dim));
@@ -66,22 +54,7 @@ int run_generate(const GenerateOptions& o) {
   spdlog::info("generator {}x{} on {}", info.resolution, info.resolution, device.str());
 
   torch::NoGradGuard no_grad;
-  std::vector<Item> items;
-  for (const auto seed : seeds) {
-    const auto w = gen.truncate(gen.mapping(gen.seed_z(seed).unsqueeze(0)), o.truncation);
-    items.push_back(
-        {seed_name(seed), json{{"seed", seed}, {"truncation", o.truncation}}, gen.broadcast(w)});
-  }
-  for (const auto& [file, ws] : latent_files) {
-    const auto stem = fs::path(file).stem().string();
-    for (int64_t i = 0; i < ws.size(0); ++i) {
-      char suffix[32];
-      std::snprintf(suffix, sizeof suffix, "_%03lld", static_cast<long long>(i));
-      items.push_back({ws.size(0) > 1 ? stem + suffix : stem,
-                       json{{"latent", fs::absolute(file).string()}, {"index", i}},
-                       ws.slice(0, i, i + 1).to(device)});
-    }
-  }
+  const auto items = collect_inputs(gen, seeds, o.truncation, latent_files);
 
   const auto header = sidecar_header("generate", models, bundle.checksums());
   json summary = json::array();
