@@ -1,2 +1,0 @@
-// Engine 2 (latent mappers): written below.
-#include <styleclip/engines/mapper.h>
