@@ -8,6 +8,8 @@ Run with Debian's Python (`/usr/bin/python3`), which has PyTorch. Examples:
   # OpenAI's CLIP ViT-B/32 and its vocabulary, into the same bundle
   /usr/bin/python3 scripts/export_bundle.py --clip ViT-B-32.pt --vocab bpe_simple_vocab_16e6.txt.gz \
       --out models/ffhq
+  # a published StyleCLIP mapper (for a 1024 px FFHQ bundle)
+  /usr/bin/python3 scripts/export_bundle.py --mapper mohawk.pt --out models/mohawk.mapper.pt
   # ArcFace IR-SE50 for the identity loss (the file StyleCLIP, e4e and pSp load)
   /usr/bin/python3 scripts/export_bundle.py --identity model_ir_se50.pth --out models/ffhq
   # a small random generator for tests and benchmarks
@@ -33,7 +35,8 @@ def fail(message: str, code: int = 2):
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, help="bundle folder (created if missing)")
+    p.add_argument("--out", required=True,
+                   help="bundle folder (created if missing); with --mapper, the mapper file to write")
     g = p.add_argument_group("StyleGAN2 generator")
     g.add_argument("--stylegan", metavar="CKPT", help="rosinality checkpoint {'g_ema': ..., 'latent_avg': ...}")
     g.add_argument("--random", action="store_true", help="export a random-weight generator instead")
@@ -64,6 +67,12 @@ def parse_args(argv):
     i.add_argument("--identity", metavar="CKPT", help="ArcFace IR-SE50 state dict (model_ir_se50.pth)")
     i.add_argument("--random-identity", metavar="DIVISOR", type=int,
                    help="export a random-weight IR-SE50 with widths divided by DIVISOR instead")
+    mp = p.add_argument_group("latent mapper (StyleCLIP's published mapper checkpoints)")
+    mp.add_argument("--mapper", metavar="CKPT", help="a StyleCLIP mapper checkpoint, e.g. mohawk.pt; "
+                    "--out is then the mapper file to write")
+    mp.add_argument("--num-ws", type=int, default=None,
+                    help="with --mapper: W+ rows of the target generator (default: from the checkpoint's "
+                         "stylegan_size, 18 for 1024 px)")
     gs = p.add_argument_group("global directions (StyleCLIP's published files)")
     gs.add_argument("--global-stats", metavar="FS3_NPY", help="fs3.npy: per-channel CLIP directions")
     gs.add_argument("--s-mean-std", metavar="FILE", help="S_mean_std: the pickled per-layer means and stds")
@@ -235,6 +244,16 @@ def export_global_stats(args, manifest):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.mapper:
+        from styleclip_export import mapper
+        if not os.path.isfile(args.mapper):
+            fail(f"cannot read checkpoint '{args.mapper}': file does not exist")
+        try:
+            mapper.import_mapper(args.mapper, args.out, args.num_ws)
+        except ValueError as e:
+            fail(str(e))
+        print(f"mapper -> {args.out}")
+        return
     if args.stylegan and args.random:
         fail("give either --stylegan CKPT or --random, not both")
     if args.clip and args.random_clip:
