@@ -3,6 +3,7 @@
 // §3). The engines return tensors and metrics; this file reads inputs and writes every output
 // the same way for both (image, latent or styles, sidecar, before|after pair).
 #include <styleclip/engines/global_directions.h>
+#include <styleclip/engines/mapper.h>
 #include <styleclip/engines/optimize.h>
 #include <styleclip/error.h>
 #include <styleclip/io/atomic_file.h>
@@ -53,7 +54,8 @@ struct EditOptions {
   std::string neutral;
   std::string target_image;
   std::string neutral_image;
-  double strength = 4.1;
+  std::optional<double> strength;  // global: 4.1 (the reference's Colab); mapper: the file's (0.1)
+  std::string mapper;
   std::string threshold = "0.15";
   bool no_templates = false;
   std::string strength_sweep;
@@ -119,8 +121,8 @@ OptimizeOptions optimize_options(const EditOptions& o) {
 
 /// Writes one item's outputs and sidecar; returns whether it succeeded.
 bool write_item(const EditOptions& o, const fs::path& out_dir, const std::string& tag,
-                const json& header, const json& options, const InputItem& item,
-                const BatchResult& r, int64_t k, json& summary) {
+                const std::string& prompt, const json& header, const json& options,
+                const InputItem& item, const BatchResult& r, int64_t k, json& summary) {
   const auto base = (out_dir / (item.name + "." + tag)).string();
   json outputs;
   write_image(base + ".png", r.after[k]);
@@ -142,7 +144,7 @@ bool write_item(const EditOptions& o, const fs::path& out_dir, const std::string
   const auto& error = r.errors[static_cast<size_t>(k)];
   json side = header;
   side["engine"] = o.method;
-  side["prompt"] = o.text;
+  side["prompt"] = prompt;
   side["input"] = item.input;
   side["options"] = options;
   side["status"] = error.empty() ? "ok" : "failed";
@@ -166,17 +168,22 @@ bool write_item(const EditOptions& o, const fs::path& out_dir, const std::string
 
 int run_edit(const EditOptions& o) {
   const bool global = o.method == "global";
-  if (o.method != "optimize" && !global) {
-    throw usage_error("--method '" + o.method +
-                      "' is not available yet in this build (available: optimize, global)");
+  const bool use_mapper = o.method == "mapper";
+  if (o.method != "optimize" && !global && !use_mapper) {
+    throw usage_error("invalid --method '" + o.method + "': expected optimize, mapper or global");
+  }
+  if (use_mapper && o.mapper.empty()) {
+    throw usage_error(
+        "--method mapper needs --mapper FILE (train one with styleclip mapper train, or import "
+        "StyleCLIP's with scripts/export_bundle.py --mapper)");
   }
   const bool image_pair = !o.target_image.empty() || !o.neutral_image.empty();
-  if (!image_pair && o.text.find_first_not_of(" \t\r\n") == std::string::npos) {
+  if (!image_pair && !use_mapper && o.text.find_first_not_of(" \t\r\n") == std::string::npos) {
     throw usage_error("--text is empty: give the edit in words, e.g. --text \"a smiling face\"");
   }
   if (o.mode != "edit" && o.mode != "free")
     throw usage_error("invalid --mode '" + o.mode + "': expected edit or free");
-  if (o.mode == "free" && (global || !o.inputs.empty() || !o.seeds.empty())) {
+  if (o.mode == "free" && (global || use_mapper || !o.inputs.empty() || !o.seeds.empty())) {
     throw usage_error(
         "--mode free (optimize only) starts from the average latent: give no inputs or --seed");
   }
@@ -244,6 +251,18 @@ int run_edit(const EditOptions& o) {
       throw usage_error("invalid --threshold-sweep '" + o.threshold_sweep +
                         "': values must be in [0, 1]");
   }
+  std::optional<MapperFile> mfile;
+  double strength = o.strength.value_or(4.1);
+  std::string prompt = o.text;
+  if (use_mapper) {
+    mfile = load_mapper(o.mapper, ginfo.num_ws, ginfo.w_dim, device);
+    (*mfile).mapper->eval();
+    strength = o.strength.value_or(mfile->strength);
+    if (prompt.empty()) prompt = mfile->meta.value("prompt", fs::path(o.mapper).stem().string());
+    options = {{"mapper", fs::absolute(o.mapper).string()},
+               {"strength", strength},
+               {"mapper_meta", mfile->meta}};
+  }
   if (global) {
     stats = GlobalStats::load(bundle.file("global_stats"), ginfo);
     stats->directions = stats->directions.to(device);
@@ -266,7 +285,7 @@ int run_edit(const EditOptions& o) {
                    gedit.channels);
     }
     options = {{"neutral", o.neutral},
-               {"strength", o.strength},
+               {"strength", strength},
                {"threshold", b},
                {"threshold_requested", o.threshold},
                {"templates", !o.no_templates && !image_pair},
@@ -274,7 +293,7 @@ int run_edit(const EditOptions& o) {
                {"max_relevance", gedit.max_relevance}};
     if (image_pair)
       options["target_image"] = o.target_image, options["neutral_image"] = o.neutral_image;
-  } else {
+  } else if (!use_mapper) {
     run_opt.id_lambda = o.id_lambda.value_or(identity ? 0.005 : 0.0);
     if (!o.id_lambda) {
       spdlog::info(identity ? "identity loss on (lambda 0.005, the reference's Colab value)"
@@ -292,7 +311,7 @@ int run_edit(const EditOptions& o) {
   std::optional<ClipLoss> judge;
   {
     torch::NoGradGuard no_grad;
-    text = clip.encode_text({o.text.empty() ? std::string(" ") : o.text});
+    text = clip.encode_text({prompt.empty() ? std::string(" ") : prompt});
     judge.emplace(clip, ginfo.resolution, opt.clip_input);
   }
   std::vector<InputItem> items;
@@ -303,7 +322,7 @@ int run_edit(const EditOptions& o) {
                            o.truncation, latents);
   }
   const auto header = sidecar_header("edit", models, bundle.checksums());
-  const std::string tag = slug(o.text.empty() ? "image-pair" : o.text) + "." + o.method;
+  const std::string tag = slug(prompt.empty() ? "image-pair" : prompt) + "." + o.method;
   int failures = 0;
   json summary = json::array();
 
@@ -318,11 +337,33 @@ int run_edit(const EditOptions& o) {
     const auto ws = torch::cat(rows, 0);
     const auto t0 = std::chrono::steady_clock::now();
     BatchResult r;
-    if (global) {
+    if (use_mapper) {
+      // Engine 2 at inference: many latents per generator call, w + strength·M(w).
+      torch::NoGradGuard no_grad;
+      r.before = gen.synthesis(ws);
+      r.ws = mfile->mapper->apply(ws, strength);
+      r.after = gen.synthesis(r.ws);
+      const auto before = judge->similarity(r.before, text).cpu();
+      const auto after = judge->similarity(r.after, text).cpu();
+      torch::Tensor ident;
+      if (identity) ident = IdentityLoss(*identity, r.before).similarity(r.after).cpu();
+      for (int64_t k = 0; k < ws.size(0); ++k) {
+        r.metrics.push_back({{"clip_similarity_before", before[k].item<double>()},
+                             {"clip_similarity_after", after[k].item<double>()},
+                             {"identity_similarity",
+                              ident.defined() ? json(ident[k].item<double>()) : json(nullptr)}});
+        r.errors.emplace_back();
+      }
+      const double secs =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      r.timing = {{"batch_seconds", secs},
+                  {"batch_size", ws.size(0)},
+                  {"latents_per_second", double(ws.size(0)) / secs}};
+    } else if (global) {
       torch::NoGradGuard no_grad;
       const auto s = gen.styles(ws);
       r.before = gen.synthesis_from_styles(s);
-      r.styles = apply_delta(s, gedit, o.strength);
+      r.styles = apply_delta(s, gedit, strength);
       r.after = gedit.channels > 0 ? gen.synthesis_from_styles(r.styles) : r.before;
       const auto before = judge->similarity(r.before, text).cpu();
       const auto after = judge->similarity(r.after, text).cpu();
@@ -370,9 +411,8 @@ int run_edit(const EditOptions& o) {
         }
       };
       sweep(strengths, "strength", [&](double a) { return apply_delta(s, gedit, a); });
-      sweep(thresholds, "threshold", [&](double b) {
-        return apply_delta(s, global_delta(*stats, ginfo, dt, b), o.strength);
-      });
+      sweep(thresholds, "threshold",
+            [&](double b) { return apply_delta(s, global_delta(*stats, ginfo, dt, b), strength); });
     } else {
       Progress progress("optimize " + names, run_opt.steps);
       OptimizeCallbacks cb;
@@ -436,7 +476,7 @@ int run_edit(const EditOptions& o) {
       }
     }
     for (size_t i = start; i < end; ++i) {
-      if (!write_item(o, out_dir, tag, header, options, items[i], r,
+      if (!write_item(o, out_dir, tag, prompt, header, options, items[i], r,
                       static_cast<int64_t>(i - start), summary)) {
         ++failures;
       }
@@ -452,7 +492,7 @@ void setup_edit(CLI::App& app, Registry& reg) {
   auto o = std::make_shared<EditOptions>();
   auto* sub = app.add_subcommand("edit", "edit latents or sampled seeds with words");
   add_models_option(*sub, o->models);
-  sub->add_option("--method", o->method, "engine: optimize or global (mapper: coming)")
+  sub->add_option("--method", o->method, "engine: optimize, mapper or global")
       ->capture_default_str();
   sub->add_option("--text", o->text,
                   "the edit, in words, e.g. \"a smiling face\" (global: the target)");
@@ -490,8 +530,9 @@ void setup_edit(CLI::App& app, Registry& reg) {
   gl->add_option("--neutral", o->neutral,
                  "what the image shows now, e.g. \"face\" (the target is --text)");
   gl->add_option("--strength", o->strength,
-                 "alpha: how far to move along the direction (negative reverses)")
-      ->capture_default_str();
+                 "global: alpha, how far along the direction (default 4.1; negative reverses); "
+                 "mapper: w + strength·M(w) (default: the mapper's, 0.1)");
+  gl->add_option("--mapper", o->mapper, "with --method mapper: the mapper file");
   gl->add_option("--threshold", o->threshold, "beta in [0, 1]: minimum channel relevance, or auto")
       ->capture_default_str();
   gl->add_flag("--no-templates", o->no_templates,

@@ -1,0 +1,91 @@
+// End-to-end: `edit --method mapper` with a mapper imported from StyleCLIP's checkpoint layout.
+#include <styleclip/io/image_io.h>
+#include <styleclip/io/latent_io.h>
+
+#include <nlohmann/json.hpp>
+
+#include "test_support.h"
+
+namespace styleclip {
+namespace {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+test::RunResult styleclip(std::vector<std::string> args) {
+  args.insert(args.begin(), STYLECLIP_BINARY);
+  return test::run_program(args);
+}
+
+class MapperCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SKIP_UNLESS_BUNDLE("tiny");
+    if (!fs::exists(test::testdata("tiny") / "clip.pt")) GTEST_SKIP() << "tiny bundle has no CLIP";
+    // A random mapper in the published layout for this generator (8 rows of width 32), imported.
+    const auto r = test::run_program({STYLECLIP_PYTHON, "-c",
+                                      "import sys, torch\n"
+                                      "sys.path.insert(0, sys.argv[1] + '/scripts')\n"
+                                      "from styleclip_export import mapper\n"
+                                      "torch.save(mapper.random_mapper_checkpoint(w_dim=32, "
+                                      "stylegan_size=32, description='purple hair'),"
+                                      " sys.argv[2])\n",
+                                      STYLECLIP_SOURCE_DIR, (tmp_ / "ckpt.pt").string()});
+    ASSERT_EQ(r.code, 0) << r.err;
+    const auto e = test::run_program(
+        {STYLECLIP_PYTHON, std::string(STYLECLIP_SOURCE_DIR) + "/scripts/export_bundle.py",
+         "--mapper", (tmp_ / "ckpt.pt").string(), "--num-ws", "8", "--out", mapper_.string()});
+    ASSERT_EQ(e.code, 0) << e.err;
+  }
+  test::TempDir tmp_;
+  fs::path mapper_ = tmp_ / "purple.mapper.pt";
+};
+
+TEST_F(MapperCli, EditsInBatchesAndStrengthZeroIsTheIdentity) {
+  const auto tiny = test::testdata("tiny").string();
+  auto r =
+      styleclip({"edit", "--method", "mapper", "--mapper", mapper_.string(), "--models", tiny,
+                 "--seed", "0-4", "--batch", "5", "--compare", "--out", (tmp_ / "a").string()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto side = json::parse(test::read_text(tmp_ / "a" / "seed0004.purple-hair.mapper.json"));
+  EXPECT_EQ(side["engine"], "mapper");
+  EXPECT_EQ(side["prompt"], "purple hair");  // from the mapper file
+  EXPECT_EQ(side["options"]["strength"], 0.1);
+  EXPECT_GT(side["timing"]["latents_per_second"].get<double>(), 0.0);
+  EXPECT_EQ(read_tensor_file(tmp_ / "a" / "seed0004.purple-hair.mapper.latent.pt").sizes(),
+            (std::vector<int64_t>{1, 8, 32}));
+  r = styleclip({"edit", "--method", "mapper", "--mapper", mapper_.string(), "--models", tiny,
+                 "--seed", "2", "--strength", "0", "--out", (tmp_ / "zero").string()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_EQ(
+      styleclip({"generate", "--models", tiny, "--seed", "2", "--out", (tmp_ / "gen").string()})
+          .code,
+      0);
+  EXPECT_EQ(test::read_text(tmp_ / "zero" / "seed0002.purple-hair.mapper.png"),
+            test::read_text(tmp_ / "gen" / "seed0002.png"));
+}
+
+TEST_F(MapperCli, MismatchAndMissingMapperAreClearErrors) {
+  SKIP_UNLESS_FIXTURE("mapper-styleclip/mohawk_nofine.pt");
+  const auto mohawk = tmp_ / "mohawk.mapper.pt";
+  const auto e = test::run_program(
+      {STYLECLIP_PYTHON, std::string(STYLECLIP_SOURCE_DIR) + "/scripts/export_bundle.py",
+       "--mapper", (test::fixtures_dir() / "mapper-styleclip/mohawk_nofine.pt").string(), "--out",
+       mohawk.string()});
+  ASSERT_EQ(e.code, 0) << e.err;
+  auto r =
+      styleclip({"edit", "--method", "mapper", "--mapper", mohawk.string(), "--models",
+                 test::testdata("tiny").string(), "--seed", "0", "--out", (tmp_ / "o").string()});
+  EXPECT_EQ(r.code, 3);
+  EXPECT_NE(r.err.find("does not fit this generator: expected 8 W+ rows of width 32, found 18 rows "
+                       "of width 512"),
+            std::string::npos)
+      << r.err;
+  r = styleclip({"edit", "--method", "mapper", "--models", test::testdata("tiny").string(),
+                 "--seed", "0", "--out", (tmp_ / "o").string()});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--method mapper needs --mapper FILE"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(tmp_ / "o"));
+}
+
+}  // namespace
+}  // namespace styleclip
