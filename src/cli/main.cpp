@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
   cli::setup_generate(app, registry);
   cli::setup_edit(app, registry);
   cli::setup_global(app, registry);
+  cli::setup_mapper(app, registry);
   cli::setup_tokenize(app, registry);
   cli::setup_embed(app, registry);
 

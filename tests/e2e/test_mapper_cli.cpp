@@ -1,4 +1,5 @@
 // End-to-end: `edit --method mapper` with a mapper imported from StyleCLIP's checkpoint layout.
+#include <styleclip/engines/mapper.h>
 #include <styleclip/io/image_io.h>
 #include <styleclip/io/latent_io.h>
 
@@ -85,6 +86,88 @@ TEST_F(MapperCli, MismatchAndMissingMapperAreClearErrors) {
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("--method mapper needs --mapper FILE"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(tmp_ / "o"));
+}
+
+}  // namespace
+}  // namespace styleclip
+
+namespace styleclip {
+namespace {
+
+class MapperTrainCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SKIP_UNLESS_BUNDLE("tiny");
+    if (!std::filesystem::exists(test::testdata("tiny") / "clip.pt")) GTEST_SKIP() << "no CLIP";
+  }
+  test::RunResult train(const std::string& out, std::vector<std::string> extra) {
+    std::vector<std::string> args = {
+        "mapper",      "train",       "--models", test::testdata("tiny").string(),
+        "--text",      "purple hair", "--sample", "20",
+        "--optimizer", "adam",        "--lr",     "0.5",
+        "--val-every", "10",          "--out",    out};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return styleclip(args);
+  }
+  test::TempDir tmp_;
+};
+
+TEST_F(MapperTrainCli, TrainingLowersHeldOutClipLossAndTheMapperApplies) {
+  const auto out = (tmp_ / "purple.mapper.pt").string();
+  const auto r = train(out, {"--steps", "60", "--image-every", "30"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(read_image_rgb(out + ".samples/step0000060.png").sizes(),
+            (std::vector<int64_t>{32, 4 * 32, 3}));
+  const auto m = load_mapper(out, 8, 32);
+  const auto history = m.meta["history"];
+  ASSERT_GE(history.size(), 2u);
+  EXPECT_LT(history.back()["val_clip_loss"].get<double>(),
+            history.front()["val_clip_loss"].get<double>() - 0.002)
+      << history.dump();
+  EXPECT_EQ(m.meta["prompt"], "purple hair");
+  EXPECT_EQ(m.meta["generator_sha256"].get<std::string>().size(), 64u);
+  EXPECT_FALSE(std::filesystem::exists(out + ".ckpt"));
+  const auto e =
+      styleclip({"edit", "--method", "mapper", "--mapper", out, "--models",
+                 test::testdata("tiny").string(), "--seed", "0", "--out", (tmp_ / "e").string()});
+  EXPECT_EQ(e.code, 0) << e.err;
+}
+
+TEST_F(MapperTrainCli, ResumedTrainingEqualsUninterrupted) {
+  const auto a = (tmp_ / "a.mapper.pt").string();
+  ASSERT_EQ(train(a, {"--steps", "20", "--ckpt-every", "5"}).code, 0);
+  const auto b = (tmp_ / "b.mapper.pt").string();
+  auto r = train(b, {"--steps", "20", "--ckpt-every", "5", "--max-steps", "8"});
+  EXPECT_EQ(r.code, 130) << r.err;
+  EXPECT_NE(r.err.find("stopped at step 8 of 20"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(b));
+  r = train(b, {"--steps", "20", "--ckpt-every", "5", "--resume"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("resuming at step 8 of 20"), std::string::npos) << r.err;
+  const auto ma = load_mapper(a, 8, 32);
+  const auto mb = load_mapper(b, 8, 32);
+  const auto pa = ma.mapper->named_parameters();
+  const auto pb = mb.mapper->named_parameters();
+  ASSERT_EQ(pa.size(), pb.size());
+  for (const auto& item : pa) EXPECT_TRUE(torch::equal(item.value(), pb[item.key()])) << item.key();
+  EXPECT_EQ(ma.meta["history"], mb.meta["history"]);
+}
+
+TEST_F(MapperTrainCli, BadInputs) {
+  const auto out = (tmp_ / "x.mapper.pt").string();
+  auto r = styleclip({"mapper", "train", "--models", test::testdata("tiny").string(), "--text", "x",
+                      "--out", out});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("give exactly one of --latents FILE"), std::string::npos) << r.err;
+  save_tensor_pt(tmp_ / "wide.pt", torch::zeros({4, 8, 33}));
+  r = styleclip({"mapper", "train", "--models", test::testdata("tiny").string(), "--text", "x",
+                 "--latents", (tmp_ / "wide.pt").string(), "--out", out});
+  EXPECT_EQ(r.code, 4);
+  EXPECT_NE(r.err.find("has shape [4, 8, 33]"), std::string::npos) << r.err;
+  r = styleclip({"mapper", "train", "--models", test::testdata("tiny").string(), "--sample", "4",
+                 "--out", out});
+  EXPECT_EQ(r.code, 2);  // --text is required
+  EXPECT_FALSE(std::filesystem::exists(out));
 }
 
 }  // namespace
