@@ -72,6 +72,26 @@ struct BatchResult {
   json timing;
 };
 
+/// CLIP similarity with the prompt before and after, and identity similarity where the bundle has
+/// a model: the metrics every engine reports per input.
+std::vector<json> judge_rows(const ClipLoss& judge, const IdentityModel* identity,
+                             const torch::Tensor& text, const torch::Tensor& before,
+                             const torch::Tensor& after) {
+  torch::NoGradGuard no_grad;
+  const auto b = judge.similarity(before, text).cpu();
+  const auto a = judge.similarity(after, text).cpu();
+  torch::Tensor ident;
+  if (identity != nullptr) ident = IdentityLoss(*identity, before).similarity(after).cpu();
+  std::vector<json> out;
+  for (int64_t k = 0; k < before.size(0); ++k) {
+    out.push_back(
+        {{"clip_similarity_before", b[k].item<double>()},
+         {"clip_similarity_after", a[k].item<double>()},
+         {"identity_similarity", ident.defined() ? json(ident[k].item<double>()) : json(nullptr)}});
+  }
+  return out;
+}
+
 /// "a:b:n" → n evenly spaced values from a to b (n ≥ 2); empty spec → none.
 std::vector<double> parse_sweep(const std::string& spec, const std::string& flag) {
   if (spec.empty()) return {};
@@ -343,17 +363,8 @@ int run_edit(const EditOptions& o) {
       r.before = gen.synthesis(ws);
       r.ws = mfile->mapper->apply(ws, strength);
       r.after = gen.synthesis(r.ws);
-      const auto before = judge->similarity(r.before, text).cpu();
-      const auto after = judge->similarity(r.after, text).cpu();
-      torch::Tensor ident;
-      if (identity) ident = IdentityLoss(*identity, r.before).similarity(r.after).cpu();
-      for (int64_t k = 0; k < ws.size(0); ++k) {
-        r.metrics.push_back({{"clip_similarity_before", before[k].item<double>()},
-                             {"clip_similarity_after", after[k].item<double>()},
-                             {"identity_similarity",
-                              ident.defined() ? json(ident[k].item<double>()) : json(nullptr)}});
-        r.errors.emplace_back();
-      }
+      r.metrics = judge_rows(*judge, identity ? &*identity : nullptr, text, r.before, r.after);
+      r.errors.assign(r.metrics.size(), "");
       const double secs =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       r.timing = {{"batch_seconds", secs},
@@ -365,19 +376,10 @@ int run_edit(const EditOptions& o) {
       r.before = gen.synthesis_from_styles(s);
       r.styles = apply_delta(s, gedit, strength);
       r.after = gedit.channels > 0 ? gen.synthesis_from_styles(r.styles) : r.before;
-      const auto before = judge->similarity(r.before, text).cpu();
-      const auto after = judge->similarity(r.after, text).cpu();
-      torch::Tensor ident;
-      if (identity) ident = IdentityLoss(*identity, r.before).similarity(r.after).cpu();
-      for (int64_t k = 0; k < ws.size(0); ++k) {
-        r.metrics.push_back({{"clip_similarity_before", before[k].item<double>()},
-                             {"clip_similarity_after", after[k].item<double>()},
-                             {"identity_similarity",
-                              ident.defined() ? json(ident[k].item<double>()) : json(nullptr)},
-                             {"channels", gedit.channels}});
-        r.errors.push_back(gedit.channels > 0 ? ""
-                                              : "no channel passed the threshold: image unchanged");
-      }
+      r.metrics = judge_rows(*judge, identity ? &*identity : nullptr, text, r.before, r.after);
+      for (auto& m : r.metrics) m["channels"] = gedit.channels;
+      r.errors.assign(r.metrics.size(),
+                      gedit.channels > 0 ? "" : "no channel passed the threshold: image unchanged");
       const double secs =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       r.timing = {{"batch_seconds", secs}, {"batch_size", ws.size(0)}};

@@ -17,10 +17,7 @@ using test::run_program;
 using test::RunResult;
 using test::TempDir;
 
-RunResult styleclip(std::vector<std::string> args) {
-  args.insert(args.begin(), STYLECLIP_BINARY);
-  return run_program(args);
-}
+using test::styleclip;
 
 std::string tiny() { return test::testdata("tiny").string(); }
 

@@ -8,10 +8,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-test::RunResult styleclip(std::vector<std::string> args) {
-  args.insert(args.begin(), STYLECLIP_BINARY);
-  return test::run_program(args);
-}
+using test::styleclip;
 
 TEST(TokenizeCli, TextAndJsonFromVocabOrBundle) {
   SKIP_UNLESS_FIXTURE("clip-tokenizer/bpe_simple_vocab_16e6.txt.gz");

@@ -12,10 +12,7 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using test::TempDir;
 
-test::RunResult styleclip(std::vector<std::string> args) {
-  args.insert(args.begin(), STYLECLIP_BINARY);
-  return test::run_program(args);
-}
+using test::styleclip;
 
 class EditCli : public ::testing::Test {
  protected:

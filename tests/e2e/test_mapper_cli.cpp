@@ -12,10 +12,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-test::RunResult styleclip(std::vector<std::string> args) {
-  args.insert(args.begin(), STYLECLIP_BINARY);
-  return test::run_program(args);
-}
+using test::styleclip;
 
 class MapperCli : public ::testing::Test {
  protected:

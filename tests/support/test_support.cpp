@@ -110,6 +110,13 @@ fs::path bundle_with_replaced(const fs::path& bundle, const std::string& part,
   return dir;
 }
 
+#ifdef STYLECLIP_BINARY
+RunResult styleclip(std::vector<std::string> args) {
+  args.insert(args.begin(), STYLECLIP_BINARY);
+  return run_program(args);
+}
+#endif
+
 std::string read_text(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream s;

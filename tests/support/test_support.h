@@ -56,6 +56,11 @@ std::filesystem::path bundle_with_replaced(const std::filesystem::path& bundle,
                                            const std::filesystem::path& replacement,
                                            const std::filesystem::path& dir);
 
+#ifdef STYLECLIP_BINARY
+/// Runs the `styleclip` binary under test with `args` (end-to-end tests).
+RunResult styleclip(std::vector<std::string> args);
+#endif
+
 std::string read_text(const std::filesystem::path& path);
 void write_text(const std::filesystem::path& path, const std::string& text);
 
