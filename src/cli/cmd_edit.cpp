@@ -356,6 +356,34 @@ int run_edit(const EditOptions& o) {
     }
     const auto ws = torch::cat(rows, 0);
     const auto t0 = std::chrono::steady_clock::now();
+    // Sweeps: a grid per input so the user sees the effect instead of guessing (and an MP4
+    // over strength).
+    const auto sweep = [&](const std::vector<double>& values, const std::string& what,
+                           const std::function<torch::Tensor(double)>& render) {
+      if (values.empty()) return;
+      std::vector<torch::Tensor> renders;
+      for (const double v : values) renders.push_back(render(v));
+      for (int64_t k = 0; k < ws.size(0); ++k) {
+        const auto& item = items[start + static_cast<size_t>(k)];
+        const auto base = out_dir / (item.name + "." + tag + "." + what + "-sweep");
+        std::vector<torch::Tensor> row;
+        for (const auto& img : renders) row.push_back(img[k]);
+        write_image_row(base.string() + ".png", row);
+        if (what == "strength") {
+          std::vector<fs::path> frames;
+          ensure_output_dir(base.string() + ".frames");
+          for (size_t i = 0; i < row.size(); ++i) {
+            char name[32];
+            std::snprintf(name, sizeof name, "%05zu.png", i);
+            frames.push_back(fs::path(base.string() + ".frames") / name);
+            write_image(frames.back(), row[i]);
+          }
+          if (!write_video(base.string() + ".mp4", frames, 10.0)) {
+            spdlog::warn("could not write '{}.mp4': this OpenCV cannot encode MP4", base.string());
+          }
+        }
+      }
+    };
     BatchResult r;
     if (use_mapper) {
       // Engine 2 at inference: many latents per generator call, w + strength·M(w).
@@ -370,6 +398,8 @@ int run_edit(const EditOptions& o) {
       r.timing = {{"batch_seconds", secs},
                   {"batch_size", ws.size(0)},
                   {"latents_per_second", double(ws.size(0)) / secs}};
+      sweep(strengths, "strength",
+            [&](double a) { return gen.synthesis(mfile->mapper->apply(ws, a)); });
     } else if (global) {
       torch::NoGradGuard no_grad;
       const auto s = gen.styles(ws);
@@ -383,38 +413,12 @@ int run_edit(const EditOptions& o) {
       const double secs =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       r.timing = {{"batch_seconds", secs}, {"batch_size", ws.size(0)}};
-      // Sweeps: a grid per input so the user sees the effect instead of guessing (and an MP4
-      // over strength).
-      const auto sweep = [&](const std::vector<double>& values, const std::string& what,
-                             const std::function<std::vector<torch::Tensor>(double)>& styles_for) {
-        if (values.empty()) return;
-        std::vector<torch::Tensor> renders;
-        for (const double v : values) renders.push_back(gen.synthesis_from_styles(styles_for(v)));
-        for (int64_t k = 0; k < ws.size(0); ++k) {
-          const auto& item = items[start + static_cast<size_t>(k)];
-          const auto base = out_dir / (item.name + "." + tag + "." + what + "-sweep");
-          std::vector<torch::Tensor> row;
-          for (const auto& img : renders) row.push_back(img[k]);
-          write_image_row(base.string() + ".png", row);
-          if (what == "strength") {
-            std::vector<fs::path> frames;
-            ensure_output_dir(base.string() + ".frames");
-            for (size_t i = 0; i < row.size(); ++i) {
-              char name[32];
-              std::snprintf(name, sizeof name, "%05zu.png", i);
-              frames.push_back(fs::path(base.string() + ".frames") / name);
-              write_image(frames.back(), row[i]);
-            }
-            if (!write_video(base.string() + ".mp4", frames, 10.0)) {
-              spdlog::warn("could not write '{}.mp4': this OpenCV cannot encode MP4",
-                           base.string());
-            }
-          }
-        }
-      };
-      sweep(strengths, "strength", [&](double a) { return apply_delta(s, gedit, a); });
-      sweep(thresholds, "threshold",
-            [&](double b) { return apply_delta(s, global_delta(*stats, ginfo, dt, b), strength); });
+      sweep(strengths, "strength",
+            [&](double a) { return gen.synthesis_from_styles(apply_delta(s, gedit, a)); });
+      sweep(thresholds, "threshold", [&](double b) {
+        return gen.synthesis_from_styles(
+            apply_delta(s, global_delta(*stats, ginfo, dt, b), strength));
+      });
     } else {
       Progress progress("optimize " + names, run_opt.steps);
       OptimizeCallbacks cb;
@@ -542,8 +546,9 @@ void setup_edit(CLI::App& app, Registry& reg) {
   gl->add_option("--target-image", o->target_image,
                  "direction from an image pair instead of texts: the target image");
   gl->add_option("--neutral-image", o->neutral_image, "… and the neutral image");
-  gl->add_option("--strength-sweep", o->strength_sweep,
-                 "FROM:TO:COUNT: also write a grid (and MP4) over strengths, e.g. -5:5:11");
+  gl->add_option(
+      "--strength-sweep", o->strength_sweep,
+      "FROM:TO:COUNT: also write a grid (and MP4) over strengths (global, mapper), e.g. -5:5:11");
   gl->add_option(
       "--threshold-sweep", o->threshold_sweep,
       "FROM:TO:COUNT: also write a grid over thresholds at --strength, e.g. 0.05:0.25:5");

@@ -40,12 +40,14 @@ class MapperCli : public ::testing::Test {
 
 TEST_F(MapperCli, EditsInBatchesAndStrengthZeroIsTheIdentity) {
   const auto tiny = test::testdata("tiny").string();
-  auto r =
-      styleclip({"edit", "--method", "mapper", "--mapper", mapper_.string(), "--models", tiny,
-                 "--seed", "0-4", "--batch", "5", "--compare", "--out", (tmp_ / "a").string()});
+  auto r = styleclip({"edit", "--method", "mapper", "--mapper", mapper_.string(), "--models", tiny,
+                      "--seed", "0-4", "--batch", "5", "--compare", "--out", (tmp_ / "a").string(),
+                      "--strength-sweep", "0:0.2:3"});
   ASSERT_EQ(r.code, 0) << r.err;
   const auto side = json::parse(test::read_text(tmp_ / "a" / "seed0004.purple-hair.mapper.json"));
   EXPECT_EQ(side["engine"], "mapper");
+  EXPECT_EQ(read_image_rgb(tmp_ / "a" / "seed0004.purple-hair.mapper.strength-sweep.png").size(1),
+            3 * 32);
   EXPECT_EQ(side["prompt"], "purple hair");  // from the mapper file
   EXPECT_EQ(side["options"]["strength"], 0.1);
   EXPECT_GT(side["timing"]["latents_per_second"].get<double>(), 0.0);
