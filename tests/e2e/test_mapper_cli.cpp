@@ -1,4 +1,11 @@
 // End-to-end: `edit --method mapper` with a mapper imported from StyleCLIP's checkpoint layout.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
 #include <styleclip/engines/mapper.h>
 #include <styleclip/io/image_io.h>
 #include <styleclip/io/latent_io.h>
@@ -167,6 +174,61 @@ TEST_F(MapperTrainCli, BadInputs) {
                  "--out", out});
   EXPECT_EQ(r.code, 2);  // --text is required
   EXPECT_FALSE(std::filesystem::exists(out));
+}
+
+}  // namespace
+}  // namespace styleclip
+
+namespace styleclip {
+namespace {
+
+// Ctrl-C during training: the run checkpoints, says how to continue, and exits with 130.
+TEST_F(MapperTrainCli, InterruptSavesACheckpointAndExits130) {
+  const auto out = (tmp_ / "int.mapper.pt").string();
+  const std::vector<std::string> args = {STYLECLIP_BINARY,
+                                         "mapper",
+                                         "train",
+                                         "--models",
+                                         test::testdata("tiny").string(),
+                                         "--text",
+                                         "purple hair",
+                                         "--sample",
+                                         "8",
+                                         "--optimizer",
+                                         "adam",
+                                         "--steps",
+                                         "100000",
+                                         "--ckpt-every",
+                                         "1",
+                                         "--out",
+                                         out};
+  const auto err_path = tmp_ / "stderr";
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    if (std::freopen(err_path.c_str(), "w", stderr) == nullptr) std::_Exit(126);
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    std::_Exit(127);
+  }
+  // Wait for the first checkpoint (training is under way), then interrupt.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!std::filesystem::exists(out + ".ckpt/state.json") &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ::kill(pid, SIGINT);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status)) << "killed by a signal instead of exiting";
+  EXPECT_EQ(WEXITSTATUS(status), 130);
+  const auto err = test::read_text(err_path);
+  EXPECT_NE(err.find("continue with --resume"), std::string::npos) << err;
+  EXPECT_FALSE(std::filesystem::exists(out)) << "no final mapper from an interrupted run";
+  const auto state = json::parse(test::read_text(out + ".ckpt/state.json"));
+  EXPECT_GE(state["step"].get<int>(), 1);
+  EXPECT_NO_THROW((void)load_mapper(out + ".ckpt/mapper.pt", 8, 32));
 }
 
 }  // namespace
