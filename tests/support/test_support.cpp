@@ -72,6 +72,32 @@ torch::Tensor dict_tensor(const c10::IValue& dict, const std::string& key) {
   throw std::runtime_error("key '" + key + "' not in dict");
 }
 
+void TinyModelsTest::SetUp() {
+  if (!fs::exists(testdata("tiny") / "manifest.json"))
+    GTEST_SKIP() << "test bundle 'tiny' was not made";
+  const auto bundle = Bundle::open(testdata("tiny"));
+  if (!bundle.has("clip") || !bundle.has("identity"))
+    GTEST_SKIP() << "tiny bundle lacks CLIP or identity";
+  gen_ = std::make_unique<Generator>(bundle, torch::kCPU);
+  clip_ = std::make_unique<Clip>(bundle, torch::kCPU);
+  id_ = std::make_unique<IdentityModel>(bundle, torch::kCPU);
+}
+
+torch::Tensor TinyModelsTest::sampled_wplus(std::initializer_list<uint64_t> seeds) const {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> rows;
+  for (const auto s : seeds) {
+    rows.push_back(
+        gen_->broadcast(gen_->truncate(gen_->mapping(gen_->seed_z(s).unsqueeze(0)), 0.7)));
+  }
+  return torch::cat(rows, 0);
+}
+
+torch::Tensor TinyModelsTest::text(const std::string& t) const {
+  torch::NoGradGuard no_grad;
+  return clip_->encode_text({t});
+}
+
 RunResult run_program(const std::vector<std::string>& args) {
   TempDir io;
   const auto out = io / "stdout";

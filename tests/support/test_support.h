@@ -8,6 +8,10 @@
 #include <gtest/gtest.h>
 #include <torch/types.h>
 
+#include <styleclip/models/clip.h>
+#include <styleclip/models/generator.h>
+#include <styleclip/models/identity.h>
+
 namespace styleclip::test {
 
 /// ../shared/fixtures (or what CMake was told); tests that need it skip when it is absent.
@@ -40,6 +44,20 @@ class TempDir {
 c10::IValue load_pt(const std::filesystem::path& path);
 /// A tensor entry of a `torch.save`d dict.
 torch::Tensor dict_tensor(const c10::IValue& dict, const std::string& key);
+
+/// The tiny random bundle's generator, CLIP and identity model on the CPU, for engine tests;
+/// skips when the bundle was not made or lacks CLIP or the identity model.
+class TinyModelsTest : public ::testing::Test {
+ protected:
+  void SetUp() override;
+  /// Sampled start codes: seed → z → mapping → truncation 0.7 → W+, one row per seed.
+  [[nodiscard]] torch::Tensor sampled_wplus(std::initializer_list<uint64_t> seeds) const;
+  /// CLIP text embedding [1, D], outside autograd.
+  [[nodiscard]] torch::Tensor text(const std::string& t) const;
+  std::unique_ptr<Generator> gen_;
+  std::unique_ptr<Clip> clip_;
+  std::unique_ptr<IdentityModel> id_;
+};
 
 struct RunResult {
   int code = -1;

@@ -413,29 +413,7 @@ TEST(MapperTrainOptions, Validation) {
             nlohmann::json({"coarse", "medium", "fine"}));
 }
 
-class MapperTrainTiny : public ::testing::Test {
- protected:
-  void SetUp() override {
-    SKIP_UNLESS_BUNDLE("tiny");
-    const auto bundle = Bundle::open(test::testdata("tiny"));
-    if (!bundle.has("clip") || !bundle.has("identity"))
-      GTEST_SKIP() << "tiny bundle lacks CLIP or identity";
-    gen_ = std::make_unique<Generator>(bundle, torch::kCPU);
-    clip_ = std::make_unique<Clip>(bundle, torch::kCPU);
-    id_ = std::make_unique<IdentityModel>(bundle, torch::kCPU);
-  }
-  torch::Tensor batch(std::initializer_list<uint64_t> seeds) {
-    torch::NoGradGuard no_grad;
-    std::vector<torch::Tensor> rows;
-    for (auto s : seeds)
-      rows.push_back(
-          gen_->broadcast(gen_->truncate(gen_->mapping(gen_->seed_z(s).unsqueeze(0)), 0.7)));
-    return torch::cat(rows, 0);
-  }
-  std::unique_ptr<Generator> gen_;
-  std::unique_ptr<Clip> clip_;
-  std::unique_ptr<IdentityModel> id_;
-};
+using MapperTrainTiny = test::TinyModelsTest;
 
 TEST_F(MapperTrainTiny, StepsLowerTheClipLossOnTheBatch) {
   torch::Tensor text;
@@ -444,7 +422,7 @@ TEST_F(MapperTrainTiny, StepsLowerTheClipLossOnTheBatch) {
     text = clip_->encode_text({"a smiling face"});
   }
   const ClipLoss clip_loss(*clip_, gen_->info().resolution, ClipInput::kRaw);
-  const auto w = batch({0, 1});
+  const auto w = sampled_wplus({0, 1});
   for (const std::string name : {"ranger", "adam"}) {
     MapperTrainOptions o;
     o.optimizer = name;

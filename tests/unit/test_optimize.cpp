@@ -27,37 +27,13 @@ TEST(OptimizeSchedule, MatchesGetLr) {
   EXPECT_NEAR(optimize_lr(299, 300, 0.1), 4.386e-5, 1e-8);
 }
 
-class OptimizeTiny : public ::testing::Test {
+class OptimizeTiny : public test::TinyModelsTest {
  protected:
-  void SetUp() override {
-    SKIP_UNLESS_BUNDLE("tiny");
-    const auto bundle = Bundle::open(test::testdata("tiny"));
-    if (!bundle.has("clip") || !bundle.has("identity"))
-      GTEST_SKIP() << "tiny bundle lacks CLIP or identity";
-    gen_ = std::make_unique<Generator>(bundle, torch::kCPU);
-    clip_ = std::make_unique<Clip>(bundle, torch::kCPU);
-    id_ = std::make_unique<IdentityModel>(bundle, torch::kCPU);
-  }
-  torch::Tensor start(std::initializer_list<uint64_t> seeds) {
-    torch::NoGradGuard no_grad;
-    std::vector<torch::Tensor> rows;
-    for (auto s : seeds)
-      rows.push_back(
-          gen_->broadcast(gen_->truncate(gen_->mapping(gen_->seed_z(s).unsqueeze(0)), 0.7)));
-    return torch::cat(rows, 0);
-  }
-  torch::Tensor text(const std::string& t) {
-    torch::NoGradGuard no_grad;
-    return clip_->encode_text({t});
-  }
   static OptimizeOptions quick() {
     OptimizeOptions o;
     o.steps = 40;
     return o;
   }
-  std::unique_ptr<Generator> gen_;
-  std::unique_ptr<Clip> clip_;
-  std::unique_ptr<IdentityModel> id_;
 };
 
 TEST_F(OptimizeTiny, LossFallsAndSimilarityRisesForPromptsAndSeeds) {
@@ -67,7 +43,8 @@ TEST_F(OptimizeTiny, LossFallsAndSimilarityRisesForPromptsAndSeeds) {
     cb.progress = [&](int, int, double loss) { losses.push_back(loss); };
     auto o = quick();
     o.id_lambda = 0.005;
-    const auto res = optimize(*gen_, *clip_, id_.get(), start({0, 1, 2}), text(prompt), o, cb);
+    const auto res =
+        optimize(*gen_, *clip_, id_.get(), sampled_wplus({0, 1, 2}), text(prompt), o, cb);
     ASSERT_EQ(losses.size(), 40u);
     EXPECT_LT(losses.back(), losses.front()) << prompt;
     for (const auto& row : res.rows) {
@@ -80,7 +57,7 @@ TEST_F(OptimizeTiny, LossFallsAndSimilarityRisesForPromptsAndSeeds) {
 }
 
 TEST_F(OptimizeTiny, HugeL2KeepsTheLatentNearTheStart) {
-  const auto w0 = start({3});
+  const auto w0 = sampled_wplus({3});
   auto o = quick();
   const auto free_run = optimize(*gen_, *clip_, nullptr, w0, text("a smiling face"), o);
   o.l2_lambda = 1e4;
@@ -96,7 +73,7 @@ TEST_F(OptimizeTiny, HugeL2KeepsTheLatentNearTheStart) {
 // Adam's normalised steps amplify rounding where a gradient is near zero, so agreement is exact
 // to rounding over a few steps and close (not bitwise) over many.
 TEST_F(OptimizeTiny, BatchEqualsOneAtATime) {
-  const auto w0 = start({4, 5, 6});
+  const auto w0 = sampled_wplus({4, 5, 6});
   const auto t = text("a blue sky");
   for (const int steps : {3, 20}) {
     auto o = quick();
@@ -114,7 +91,7 @@ TEST_F(OptimizeTiny, BatchEqualsOneAtATime) {
 }
 
 TEST_F(OptimizeTiny, DeterministicOnCpu) {
-  const auto w0 = start({7});
+  const auto w0 = sampled_wplus({7});
   const auto a = optimize(*gen_, *clip_, id_.get(), w0, text("an old man"), quick());
   const auto b = optimize(*gen_, *clip_, id_.get(), w0, text("an old man"), quick());
   EXPECT_TRUE(torch::equal(a.ws, b.ws));
@@ -122,7 +99,7 @@ TEST_F(OptimizeTiny, DeterministicOnCpu) {
 }
 
 TEST_F(OptimizeTiny, NonFiniteRowStopsAloneAndKeepsAFiniteLatent) {
-  auto w0 = start({0, 1});
+  auto w0 = sampled_wplus({0, 1});
   w0[1].fill_(1e30F);  // overflows in the generator: this row's loss is NaN from the start
   const auto res = optimize(*gen_, *clip_, nullptr, w0, text("a smiling face"), quick());
   EXPECT_TRUE(res.rows[0].ok);
@@ -135,7 +112,7 @@ TEST_F(OptimizeTiny, NonFiniteRowStopsAloneAndKeepsAFiniteLatent) {
 TEST_F(OptimizeTiny, StyleSpaceMovesOnlyNonRgbLayers) {
   auto o = quick();
   o.space = LatentSpace::kS;
-  const auto w0 = start({2});
+  const auto w0 = sampled_wplus({2});
   const auto res = optimize(*gen_, *clip_, nullptr, w0, text("a smiling face"), o);
   torch::NoGradGuard no_grad;
   const auto s0 = gen_->styles(w0);
@@ -161,7 +138,7 @@ TEST_F(OptimizeTiny, FreeModeIgnoresL2) {
 }
 
 TEST_F(OptimizeTiny, InvalidOptionsAreUsageErrors) {
-  const auto w0 = start({0});
+  const auto w0 = sampled_wplus({0});
   const auto t = text("x");
   const auto expect_usage = [&](OptimizeOptions o, const IdentityModel* id,
                                 const std::string& needle) {
