@@ -11,16 +11,21 @@
 #include <styleclip/io/latent_io.h>
 #include <styleclip/runtime.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <optional>
+#include <set>
 
 #include <spdlog/spdlog.h>
 
+#include "batch.h"
 #include "common.h"
+#include "compare.h"
 #include "inputs.h"
 
 namespace styleclip::cli {
@@ -32,8 +37,15 @@ namespace {
 struct EditOptions {
   std::string models;
   std::string method = "optimize";
-  std::string text;
+  std::vector<std::string> texts;
+  std::string prompts_file;
   std::vector<std::string> inputs;
+  bool recursive = false;
+  std::vector<std::string> globs = {"*.pt", "*.npy"};
+  bool overwrite = false;
+  std::string shard;
+  std::string golden;
+  int golden_tolerance = 1;
   std::string seeds;
   double truncation = 0.7;
   std::string out = "styleclip-out";
@@ -139,11 +151,13 @@ OptimizeOptions optimize_options(const EditOptions& o) {
   return opt;
 }
 
-/// Writes one item's outputs and sidecar; returns whether it succeeded.
-bool write_item(const EditOptions& o, const fs::path& out_dir, const std::string& tag,
-                const std::string& prompt, const json& header, const json& options,
-                const InputItem& item, const BatchResult& r, int64_t k, json& summary) {
-  const auto base = (out_dir / (item.name + "." + tag)).string();
+/// Writes one item's outputs (every file atomically; the sidecar last, so that its presence
+/// marks a complete item) and records it in the summary; returns whether the edit succeeded.
+bool write_item(const EditOptions& o, const fs::path& base_path, const std::string& prompt,
+                const json& header, const json& options, const InputItem& item,
+                const BatchResult& r, int64_t k, RunSummary& summary) {
+  const auto base = base_path.string();
+  ensure_output_dir(base_path.parent_path());
   json outputs;
   write_image(base + ".png", r.after[k]);
   outputs["image"] = fs::path(base + ".png").filename().string();
@@ -175,15 +189,43 @@ bool write_item(const EditOptions& o, const fs::path& out_dir, const std::string
   write_json(base + ".json", side);
   if (error.empty()) {
     spdlog::info("{}: {}", item.name, side["metrics"].dump());
+    summary.done({{"name", item.name},
+                  {"prompt", prompt},
+                  {"status", side["status"]},
+                  {"image", base + ".png"},
+                  {"metrics", side["metrics"]}});
   } else {
     spdlog::error("{}: {}", item.name, error);
+    summary.failed(item.name + " (" + prompt + ")", error);
   }
-  summary.push_back({{"name", item.name},
-                     {"status", side["status"]},
-                     {"image", base + ".png"},
-                     {"metrics", side["metrics"]}});
   if (!o.json) std::cout << base << ".png\n";
   return error.empty();
+}
+
+/// The prompts of a run: every --text, then the lines of --prompts FILE.
+std::vector<std::string> gather_prompts(const EditOptions& o) {
+  std::vector<std::string> prompts = o.texts;
+  if (!o.prompts_file.empty()) {
+    const auto more = read_prompts(o.prompts_file);
+    prompts.insert(prompts.end(), more.begin(), more.end());
+  }
+  return prompts;
+}
+
+/// Marks items that cannot be written: two inputs with one output name, or an output that would
+/// replace an input file.
+void check_output_names(std::vector<InputItem>& items) {
+  std::map<std::string, std::string> owner;
+  for (auto& item : items) {
+    if (!item.error.empty()) continue;
+    const auto source = item.input.value("latent", item.name);
+    const auto [it, fresh] = owner.emplace(item.name, source);
+    if (!fresh && it->second != source) {
+      item.error = "output name '" + item.name + "' is already used by '" + it->second +
+                   "' (rename one of the inputs or edit them in separate runs)";
+      item.ws = torch::Tensor();
+    }
+  }
 }
 
 int run_edit(const EditOptions& o) {
@@ -198,9 +240,24 @@ int run_edit(const EditOptions& o) {
         "StyleCLIP's with scripts/export_bundle.py --mapper)");
   }
   const bool image_pair = !o.target_image.empty() || !o.neutral_image.empty();
-  if (!image_pair && !use_mapper && o.text.find_first_not_of(" \t\r\n") == std::string::npos) {
-    throw usage_error("--text is empty: give the edit in words, e.g. --text \"a smiling face\"");
+  auto prompts = gather_prompts(o);
+  for (const auto& p : prompts) {
+    if (p.find_first_not_of(" \t\r\n") == std::string::npos) {
+      throw usage_error("--text is empty: give the edit in words, e.g. --text \"a smiling face\"");
+    }
   }
+  if (!image_pair && !use_mapper && prompts.empty()) {
+    throw usage_error(
+        "--text is empty: give the edit in words, e.g. --text \"a smiling face\" (or --prompts "
+        "FILE)");
+  }
+  if (use_mapper && prompts.size() > 1) {
+    throw usage_error("--method mapper edits toward its own prompt: give at most one --text");
+  }
+  if (image_pair && !prompts.empty() && prompts.size() > 1) {
+    throw usage_error("--target-image/--neutral-image give one direction: give at most one --text");
+  }
+  if (prompts.empty()) prompts.emplace_back();  // mapper's own prompt, or the image pair
   if (o.mode != "edit" && o.mode != "free")
     throw usage_error("invalid --mode '" + o.mode + "': expected edit or free");
   if (o.mode == "free" && (global || use_mapper || !o.inputs.empty() || !o.seeds.empty())) {
@@ -208,7 +265,7 @@ int run_edit(const EditOptions& o) {
         "--mode free (optimize only) starts from the average latent: give no inputs or --seed");
   }
   if (o.mode == "edit" && o.inputs.empty() && o.seeds.empty()) {
-    throw usage_error("nothing to edit: give latent files or --seed N[-M]");
+    throw usage_error("nothing to edit: give latent files, folders or --seed N[-M]");
   }
   std::optional<double> beta;
   if (global) {
@@ -235,14 +292,29 @@ int run_edit(const EditOptions& o) {
     }
   }
   const OptimizeOptions opt = optimize_options(o);
+  const Shard shard = parse_shard(o.shard);
+  const auto strengths = parse_sweep(o.strength_sweep, "--strength-sweep");
+  const auto thresholds = parse_sweep(o.threshold_sweep, "--threshold-sweep");
+  for (const double b : thresholds) {
+    if (!(b >= 0.0 && b <= 1.0))
+      throw usage_error("invalid --threshold-sweep '" + o.threshold_sweep +
+                        "': values must be in [0, 1]");
+  }
 
   const auto device = parse_device(o.device);
   const auto models = resolve_models(o.models);
   const auto bundle = Bundle::open(models);
   const auto& ginfo = bundle.generator();
-  LatentFiles latents;
-  for (const auto& f : o.inputs)
-    latents.emplace_back(f, load_latents(f, ginfo.num_ws, ginfo.w_dim));
+  const auto files =
+      load_latent_files(expand_inputs(o.inputs, o.recursive, o.globs), ginfo.num_ws, ginfo.w_dim);
+  // Nothing usable at all: the one error is the answer (and nothing is written).
+  if (o.seeds.empty() && !files.empty() &&
+      std::all_of(files.begin(), files.end(),
+                  [](const LoadedFile& f) { return !f.error.empty(); })) {
+    if (files.size() == 1) throw input_error(files.front().error);
+    throw input_error("none of the " + std::to_string(files.size()) +
+                      " inputs could be read; the first: " + files.front().error);
+  }
   std::vector<torch::Tensor> pair_pixels;
   if (image_pair) {
     pair_pixels.push_back(read_image_rgb(o.target_image));
@@ -259,237 +331,308 @@ int run_edit(const EditOptions& o) {
   const Clip clip(bundle, device);
   std::optional<IdentityModel> identity;
   if (bundle.has("identity")) identity.emplace(bundle, device);
-  json options;
-  OptimizeOptions run_opt = opt;
   std::optional<GlobalStats> stats;
-  GlobalEdit gedit;
-  torch::Tensor dt;
-  const auto strengths = parse_sweep(o.strength_sweep, "--strength-sweep");
-  const auto thresholds = parse_sweep(o.threshold_sweep, "--threshold-sweep");
-  for (const double b : thresholds) {
-    if (!(b >= 0.0 && b <= 1.0))
-      throw usage_error("invalid --threshold-sweep '" + o.threshold_sweep +
-                        "': values must be in [0, 1]");
-  }
   std::optional<MapperFile> mfile;
-  double strength = o.strength.value_or(4.1);
-  std::string prompt = o.text;
+  json base_options;
+  OptimizeOptions run_opt = opt;
   if (use_mapper) {
     mfile = load_mapper(o.mapper, ginfo.num_ws, ginfo.w_dim, device);
     (*mfile).mapper->eval();
-    strength = o.strength.value_or(mfile->strength);
-    if (prompt.empty()) prompt = mfile->meta.value("prompt", fs::path(o.mapper).stem().string());
-    options = {{"mapper", fs::absolute(o.mapper).string()},
-               {"strength", strength},
-               {"mapper_meta", mfile->meta}};
-  }
-  if (global) {
+    if (prompts.front().empty())
+      prompts.front() = mfile->meta.value("prompt", fs::path(o.mapper).stem().string());
+    base_options = {{"mapper", fs::absolute(o.mapper).string()},
+                    {"strength", o.strength.value_or(mfile->strength)},
+                    {"mapper_meta", mfile->meta}};
+  } else if (global) {
     stats = GlobalStats::load(bundle.file("global_stats"), ginfo);
     stats->directions = stats->directions.to(device);
-    torch::NoGradGuard no_grad;
-    dt = image_pair ? embedding_direction(clip.embed_image(pair_pixels[0]),
-                                          clip.embed_image(pair_pixels[1]))
-                    : text_direction(clip, o.text, o.neutral, !o.no_templates);
-    const double b = beta ? *beta : auto_threshold(*stats, ginfo, dt);
-    gedit = global_delta(*stats, ginfo, dt, b);
-    spdlog::info("global direction: {} of {} channels pass threshold {:.3f} (max relevance {:.3f})",
-                 gedit.channels, stats->directions.size(0), b, gedit.max_relevance);
-    if (gedit.channels == 0) {
-      spdlog::error(
-          "no channel passes --threshold {}: the images are returned unchanged (lower the "
-          "threshold; "
-          "the largest relevance is {:.3f})",
-          b, gedit.max_relevance);
-    } else if (gedit.channels < 10) {
-      spdlog::warn("only {} channels pass the threshold: the edit will be weak (lower --threshold)",
-                   gedit.channels);
-    }
-    options = {{"neutral", o.neutral},
-               {"strength", strength},
-               {"threshold", b},
-               {"threshold_requested", o.threshold},
-               {"templates", !o.no_templates && !image_pair},
-               {"channels", gedit.channels},
-               {"max_relevance", gedit.max_relevance}};
-    if (image_pair)
-      options["target_image"] = o.target_image, options["neutral_image"] = o.neutral_image;
-  } else if (!use_mapper) {
+  } else {
     run_opt.id_lambda = o.id_lambda.value_or(identity ? 0.005 : 0.0);
     if (!o.id_lambda) {
       spdlog::info(identity ? "identity loss on (lambda 0.005, the reference's Colab value)"
                             : "identity loss off: the bundle has no identity model");
     }
     validate(run_opt, identity.has_value());
-    options = run_opt.to_json();
+    base_options = run_opt.to_json();
   }
-  options["batch"] = o.batch;
-  options["device"] = device.str();
+  base_options["batch"] = o.batch;
+  base_options["device"] = device.str();
+
+  // Inputs: seeds, then every row of every file (sorted), then this process's shard of them.
+  std::vector<InputItem> all_items;
+  if (o.mode == "free") {
+    all_items.push_back(
+        {"free", json{{"start", "w_avg"}}, gen.broadcast(gen.w_avg().unsqueeze(0)), {}});
+  } else {
+    all_items = collect_inputs(
+        gen, o.seeds.empty() ? std::vector<uint64_t>{} : parse_seeds(o.seeds), o.truncation, files);
+  }
+  check_output_names(all_items);
+  const auto [first, last] = shard_range(all_items.size(), shard);
+  std::vector<InputItem> items(all_items.begin() + static_cast<std::ptrdiff_t>(first),
+                               all_items.begin() + static_cast<std::ptrdiff_t>(last));
+  if (shard.count > 1) {
+    spdlog::info("shard {}/{} ({}): inputs {}..{} of {}", shard.index, shard.count, shard.source,
+                 first + 1, last, all_items.size());
+  }
+  std::set<std::string> input_paths;
+  for (const auto& f : files) {
+    std::error_code ec;
+    input_paths.insert(fs::weakly_canonical(f.file.path, ec).string());
+  }
+
   const fs::path out_dir = o.out;
   ensure_output_dir(out_dir);  // every check above has passed: now outputs may appear
-
-  torch::Tensor text;
-  std::optional<ClipLoss> judge;
-  {
-    torch::NoGradGuard no_grad;
-    text = clip.encode_text({prompt.empty() ? std::string(" ") : prompt});
-    judge.emplace(clip, ginfo.resolution, opt.clip_input);
-  }
-  std::vector<InputItem> items;
-  if (o.mode == "free") {
-    items.push_back({"free", json{{"start", "w_avg"}}, gen.broadcast(gen.w_avg().unsqueeze(0))});
-  } else {
-    items = collect_inputs(gen, o.seeds.empty() ? std::vector<uint64_t>{} : parse_seeds(o.seeds),
-                           o.truncation, latents);
-  }
   const auto header = sidecar_header("edit", models, bundle.checksums());
-  const std::string tag = slug(prompt.empty() ? "image-pair" : prompt) + "." + o.method;
-  int failures = 0;
-  json summary = json::array();
+  RunSummary summary("edit");
+  for (const auto& item : items) {
+    if (!item.error.empty()) summary.failed(item.name, item.error);
+  }
+  const InterruptGuard interrupt_guard;
+  bool interrupted = false;
 
-  for (size_t start = 0; start < items.size(); start += static_cast<size_t>(o.batch)) {
-    const size_t end = std::min(items.size(), start + static_cast<size_t>(o.batch));
-    std::vector<torch::Tensor> rows;
-    std::string names;
-    for (size_t i = start; i < end; ++i) {
-      rows.push_back(items[i].ws);
-      names += (names.empty() ? "" : ", ") + items[i].name;
-    }
-    const auto ws = torch::cat(rows, 0);
-    const auto t0 = std::chrono::steady_clock::now();
-    // Sweeps: a grid per input so the user sees the effect instead of guessing (and an MP4
-    // over strength).
-    const auto sweep = [&](const std::vector<double>& values, const std::string& what,
-                           const std::function<torch::Tensor(double)>& render) {
-      if (values.empty()) return;
-      std::vector<torch::Tensor> renders;
-      for (const double v : values) renders.push_back(render(v));
-      for (int64_t k = 0; k < ws.size(0); ++k) {
-        const auto& item = items[start + static_cast<size_t>(k)];
-        const auto base = out_dir / (item.name + "." + tag + "." + what + "-sweep");
-        std::vector<torch::Tensor> row;
-        for (const auto& img : renders) row.push_back(img[k]);
-        write_image_row(base.string() + ".png", row);
-        if (what == "strength") {
-          std::vector<fs::path> frames;
-          ensure_output_dir(base.string() + ".frames");
-          for (size_t i = 0; i < row.size(); ++i) {
-            char name[32];
-            std::snprintf(name, sizeof name, "%05zu.png", i);
-            frames.push_back(fs::path(base.string() + ".frames") / name);
-            write_image(frames.back(), row[i]);
-          }
-          if (!write_video(base.string() + ".mp4", frames, 10.0)) {
-            spdlog::warn("could not write '{}.mp4': this OpenCV cannot encode MP4", base.string());
-          }
-        }
-      }
+  for (const auto& prompt : prompts) {
+    if (interrupted) break;
+    const std::string tag = slug(prompt.empty() ? "image-pair" : prompt) + "." + o.method;
+    const auto output_base = [&](const InputItem& item) {
+      return out_dir / (item.name + "." + tag);
     };
-    BatchResult r;
-    if (use_mapper) {
-      // Engine 2 at inference: many latents per generator call, w + strength·M(w).
+    // What is left to do for this prompt: usable inputs whose sidecar is not there yet.
+    std::vector<const InputItem*> todo;
+    for (const auto& item : items) {
+      if (!item.error.empty()) continue;
+      const auto base = output_base(item).string();
+      std::error_code ec;
+      bool clash = false;
+      for (const char* ext : {".png", ".latent.pt", ".styles.pt", ".json", ".compare.png"}) {
+        if (input_paths.count(fs::weakly_canonical(base + ext, ec).string()) > 0) clash = true;
+      }
+      if (clash) {
+        summary.failed(item.name, "its output '" + base +
+                                      ".*' would replace an input file (choose another --out)");
+        continue;
+      }
+      if (!o.overwrite && fs::exists(base + ".json", ec)) {
+        summary.skipped(item.name);
+        continue;
+      }
+      todo.push_back(&item);
+    }
+    if (todo.empty()) continue;
+
+    json options = base_options;
+    torch::Tensor text;
+    std::optional<ClipLoss> judge;
+    GlobalEdit gedit;
+    torch::Tensor dt;
+    double strength = o.strength.value_or(use_mapper ? mfile->strength : 4.1);
+    {
       torch::NoGradGuard no_grad;
-      r.before = gen.synthesis(ws);
-      r.ws = mfile->mapper->apply(ws, strength);
-      r.after = gen.synthesis(r.ws);
-      r.metrics = judge_rows(*judge, identity ? &*identity : nullptr, text, r.before, r.after);
-      r.errors.assign(r.metrics.size(), "");
-      const double secs =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      r.timing = {{"batch_seconds", secs},
-                  {"batch_size", ws.size(0)},
-                  {"latents_per_second", double(ws.size(0)) / secs}};
-      sweep(strengths, "strength",
-            [&](double a) { return gen.synthesis(mfile->mapper->apply(ws, a)); });
-    } else if (global) {
+      text = clip.encode_text({prompt.empty() ? std::string(" ") : prompt});
+      judge.emplace(clip, ginfo.resolution, opt.clip_input);
+    }
+    if (global) {
       torch::NoGradGuard no_grad;
-      const auto s = gen.styles(ws);
-      r.before = gen.synthesis_from_styles(s);
-      r.styles = apply_delta(s, gedit, strength);
-      r.after = gedit.channels > 0 ? gen.synthesis_from_styles(r.styles) : r.before;
-      r.metrics = judge_rows(*judge, identity ? &*identity : nullptr, text, r.before, r.after);
-      for (auto& m : r.metrics) m["channels"] = gedit.channels;
-      r.errors.assign(r.metrics.size(),
-                      gedit.channels > 0 ? "" : "no channel passed the threshold: image unchanged");
-      const double secs =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      r.timing = {{"batch_seconds", secs}, {"batch_size", ws.size(0)}};
-      sweep(strengths, "strength",
-            [&](double a) { return gen.synthesis_from_styles(apply_delta(s, gedit, a)); });
-      sweep(thresholds, "threshold", [&](double b) {
-        return gen.synthesis_from_styles(
-            apply_delta(s, global_delta(*stats, ginfo, dt, b), strength));
-      });
-    } else {
-      Progress progress("optimize " + names, run_opt.steps);
-      OptimizeCallbacks cb;
-      cb.progress = [&](int done, int, double loss) {
-        char buf[32];
-        std::snprintf(buf, sizeof buf, "loss %.4f", loss);
-        progress.update(done, buf);
-      };
-      std::vector<std::vector<fs::path>> frame_files(end - start);
-      if (run_opt.frame_every > 0) {
-        cb.frame = [&](int step, const torch::Tensor& images) {
-          for (size_t i = start; i < end; ++i) {
-            const auto dir = out_dir / (items[i].name + "." + tag + ".frames");
-            ensure_output_dir(dir);
-            char file[32];
-            std::snprintf(file, sizeof file, "%05d.png", step);
-            write_image(dir / file, images[static_cast<int64_t>(i - start)]);
-            frame_files[i - start].push_back(dir / file);
-          }
-        };
+      dt = image_pair ? embedding_direction(clip.embed_image(pair_pixels[0]),
+                                            clip.embed_image(pair_pixels[1]))
+                      : text_direction(clip, prompt, o.neutral, !o.no_templates);
+      const double b = beta ? *beta : auto_threshold(*stats, ginfo, dt);
+      gedit = global_delta(*stats, ginfo, dt, b);
+      spdlog::info(
+          "global direction '{}': {} of {} channels pass threshold {:.3f} (max relevance {:.3f})",
+          prompt, gedit.channels, stats->directions.size(0), b, gedit.max_relevance);
+      if (gedit.channels == 0) {
+        spdlog::error(
+            "no channel passes --threshold {}: the images are returned unchanged (lower the "
+            "threshold; the largest relevance is {:.3f})",
+            b, gedit.max_relevance);
+      } else if (gedit.channels < 10) {
+        spdlog::warn(
+            "only {} channels pass the threshold: the edit will be weak (lower --threshold)",
+            gedit.channels);
       }
-      const auto res = optimize(gen, clip, identity ? &*identity : nullptr, ws, text, run_opt, cb);
-      progress.finish();
-      const double secs =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      r.before = res.images_before;
-      r.after = res.images_after;
-      if (run_opt.space == LatentSpace::kWPlus) {
-        r.ws = res.ws;
-      } else {
-        r.styles = res.styles;
+      options.update(json{{"neutral", o.neutral},
+                          {"strength", strength},
+                          {"threshold", b},
+                          {"threshold_requested", o.threshold},
+                          {"templates", !o.no_templates && !image_pair},
+                          {"channels", gedit.channels},
+                          {"max_relevance", gedit.max_relevance}});
+      if (image_pair)
+        options["target_image"] = o.target_image, options["neutral_image"] = o.neutral_image;
+    }
+
+    for (size_t start = 0; start < todo.size() && !interrupted;
+         start += static_cast<size_t>(o.batch)) {
+      if (InterruptGuard::interrupted()) {
+        interrupted = true;
+        break;
       }
-      for (size_t k = 0; k < res.rows.size(); ++k) {
-        const auto& row = res.rows[k];
-        r.metrics.push_back(
-            {{"clip_similarity_before", row.clip_before},
-             {"clip_similarity_after", row.clip_after},
-             {"identity_similarity", row.identity ? json(*row.identity) : json(nullptr)},
-             {"loss", row.loss},
-             {"loss_clip", row.loss_clip},
-             {"loss_l2", row.loss_l2},
-             {"loss_id", row.loss_id},
-             {"steps_done", row.steps_done}});
-        r.errors.push_back(row.ok ? "" : row.error);
-      }
-      r.timing = {{"steps_per_second", res.steps_per_second},
-                  {"batch_seconds", secs},
-                  {"batch_size", ws.size(0)}};
-      // Frame sequences end with the final image, then become a video where OpenCV can encode MP4.
+      const size_t end = std::min(todo.size(), start + static_cast<size_t>(o.batch));
+      std::vector<torch::Tensor> rows;
+      std::string names;
       for (size_t i = start; i < end; ++i) {
-        auto& files = frame_files[i - start];
-        if (files.empty()) continue;
-        const auto dir = out_dir / (items[i].name + "." + tag + ".frames");
-        write_image(dir / "final.png", res.images_after[static_cast<int64_t>(i - start)]);
-        files.push_back(dir / "final.png");
-        const auto mp4 = out_dir / (items[i].name + "." + tag + ".mp4");
-        if (!write_video(mp4, files, 10.0)) {
-          spdlog::warn("could not write '{}': this OpenCV cannot encode MP4 (the frames are kept)",
-                       mp4.string());
+        rows.push_back(todo[i]->ws);
+        names += (names.empty() ? "" : ", ") + todo[i]->name;
+      }
+      const auto ws = torch::cat(rows, 0);
+      const auto t0 = std::chrono::steady_clock::now();
+      // Sweeps: a grid per input so the user sees the effect instead of guessing (and an MP4
+      // over strength).
+      const auto sweep = [&](const std::vector<double>& values, const std::string& what,
+                             const std::function<torch::Tensor(double)>& render) {
+        if (values.empty()) return;
+        std::vector<torch::Tensor> renders;
+        for (const double v : values) renders.push_back(render(v));
+        for (int64_t k = 0; k < ws.size(0); ++k) {
+          const auto base =
+              output_base(*todo[start + static_cast<size_t>(k)]).string() + "." + what + "-sweep";
+          std::vector<torch::Tensor> row;
+          for (const auto& img : renders) row.push_back(img[k]);
+          ensure_output_dir(fs::path(base).parent_path());
+          write_image_row(base + ".png", row);
+          if (what == "strength") {
+            std::vector<fs::path> frames;
+            ensure_output_dir(base + ".frames");
+            for (size_t i = 0; i < row.size(); ++i) {
+              char name[32];
+              std::snprintf(name, sizeof name, "%05zu.png", i);
+              frames.push_back(fs::path(base + ".frames") / name);
+              write_image(frames.back(), row[i]);
+            }
+            if (!write_video(base + ".mp4", frames, 10.0)) {
+              spdlog::warn("could not write '{}.mp4': this OpenCV cannot encode MP4", base);
+            }
+          }
+        }
+      };
+      BatchResult r;
+      if (use_mapper) {
+        // Engine 2 at inference: many latents per generator call, w + strength·M(w).
+        torch::NoGradGuard no_grad;
+        r.before = gen.synthesis(ws);
+        r.ws = mfile->mapper->apply(ws, strength);
+        r.after = gen.synthesis(r.ws);
+        r.metrics = judge_rows(*judge, identity ? &*identity : nullptr, text, r.before, r.after);
+        r.errors.assign(r.metrics.size(), "");
+        const double secs =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        r.timing = {{"batch_seconds", secs},
+                    {"batch_size", ws.size(0)},
+                    {"latents_per_second", double(ws.size(0)) / secs}};
+        sweep(strengths, "strength",
+              [&](double a) { return gen.synthesis(mfile->mapper->apply(ws, a)); });
+      } else if (global) {
+        torch::NoGradGuard no_grad;
+        const auto s = gen.styles(ws);
+        r.before = gen.synthesis_from_styles(s);
+        r.styles = apply_delta(s, gedit, strength);
+        r.after = gedit.channels > 0 ? gen.synthesis_from_styles(r.styles) : r.before;
+        r.metrics = judge_rows(*judge, identity ? &*identity : nullptr, text, r.before, r.after);
+        for (auto& m : r.metrics) m["channels"] = gedit.channels;
+        r.errors.assign(r.metrics.size(), gedit.channels > 0
+                                              ? ""
+                                              : "no channel passed the threshold: image unchanged");
+        const double secs =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        r.timing = {{"batch_seconds", secs}, {"batch_size", ws.size(0)}};
+        sweep(strengths, "strength",
+              [&](double a) { return gen.synthesis_from_styles(apply_delta(s, gedit, a)); });
+        sweep(thresholds, "threshold", [&](double b) {
+          return gen.synthesis_from_styles(
+              apply_delta(s, global_delta(*stats, ginfo, dt, b), strength));
+        });
+      } else {
+        Progress progress("optimize " + names, run_opt.steps);
+        OptimizeCallbacks cb;
+        cb.progress = [&](int done, int, double loss) {
+          char buf[32];
+          std::snprintf(buf, sizeof buf, "loss %.4f", loss);
+          progress.update(done, buf);
+        };
+        cb.should_stop = [] { return InterruptGuard::interrupted(); };
+        std::vector<std::vector<fs::path>> frame_files(end - start);
+        if (run_opt.frame_every > 0) {
+          cb.frame = [&](int step, const torch::Tensor& images) {
+            for (size_t i = start; i < end; ++i) {
+              const auto dir = output_base(*todo[i]).string() + ".frames";
+              ensure_output_dir(dir);
+              char file[32];
+              std::snprintf(file, sizeof file, "%05d.png", step);
+              write_image(fs::path(dir) / file, images[static_cast<int64_t>(i - start)]);
+              frame_files[i - start].push_back(fs::path(dir) / file);
+            }
+          };
+        }
+        const auto res =
+            optimize(gen, clip, identity ? &*identity : nullptr, ws, text, run_opt, cb);
+        if (res.stopped) {
+          // Abandon this batch: its outputs were never started, the rerun redoes it.
+          interrupted = true;
+          break;
+        }
+        progress.finish();
+        const double secs =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        r.before = res.images_before;
+        r.after = res.images_after;
+        if (run_opt.space == LatentSpace::kWPlus) {
+          r.ws = res.ws;
+        } else {
+          r.styles = res.styles;
+        }
+        for (size_t k = 0; k < res.rows.size(); ++k) {
+          const auto& row = res.rows[k];
+          r.metrics.push_back(
+              {{"clip_similarity_before", row.clip_before},
+               {"clip_similarity_after", row.clip_after},
+               {"identity_similarity", row.identity ? json(*row.identity) : json(nullptr)},
+               {"loss", row.loss},
+               {"loss_clip", row.loss_clip},
+               {"loss_l2", row.loss_l2},
+               {"loss_id", row.loss_id},
+               {"steps_done", row.steps_done}});
+          r.errors.push_back(row.ok ? "" : row.error);
+        }
+        r.timing = {{"steps_per_second", res.steps_per_second},
+                    {"batch_seconds", secs},
+                    {"batch_size", ws.size(0)}};
+        // Frame sequences end with the final image, then become a video where OpenCV can
+        // encode MP4.
+        for (size_t i = start; i < end; ++i) {
+          auto& frames = frame_files[i - start];
+          if (frames.empty()) continue;
+          const auto dir = fs::path(output_base(*todo[i]).string() + ".frames");
+          write_image(dir / "final.png", res.images_after[static_cast<int64_t>(i - start)]);
+          frames.push_back(dir / "final.png");
+          const auto mp4 = output_base(*todo[i]).string() + ".mp4";
+          if (!write_video(mp4, frames, 10.0)) {
+            spdlog::warn(
+                "could not write '{}': this OpenCV cannot encode MP4 (the frames are kept)", mp4);
+          }
         }
       }
-    }
-    for (size_t i = start; i < end; ++i) {
-      if (!write_item(o, out_dir, tag, prompt, header, options, items[i], r,
-                      static_cast<int64_t>(i - start), summary)) {
-        ++failures;
+      // The batch is computed: write it whole (a signal now waits for the writes).
+      for (size_t i = start; i < end; ++i) {
+        write_item(o, output_base(*todo[i]), prompt, header, options, *todo[i], r,
+                   static_cast<int64_t>(i - start), summary);
       }
     }
   }
-  if (o.json) std::cout << json{{"outputs", summary}, {"failed", failures}}.dump(2) << "\n";
-  return failures > 0 ? static_cast<int>(ExitCode::kSomeInputsFailed) : 0;
+  if (InterruptGuard::interrupted()) interrupted = true;
+  auto report = summary.finish(interrupted);
+  int code = summary.failures() > 0 ? static_cast<int>(ExitCode::kSomeInputsFailed) : 0;
+  if (interrupted) code = static_cast<int>(ExitCode::kInterrupted);
+  if (!o.golden.empty() && !interrupted) {
+    CompareTolerance tol;
+    tol.pixel_levels = o.golden_tolerance;
+    const auto cmp = compare_folders(o.golden, out_dir, tol);
+    log_report(cmp, o.golden, out_dir);
+    report["golden"] = cmp.to_json();
+    if (!cmp.ok() && code == 0) code = static_cast<int>(ExitCode::kSomeInputsFailed);
+  }
+  if (o.json) std::cout << report.dump(2) << "\n";
+  return code;
 }
 
 }  // namespace
@@ -500,9 +643,28 @@ void setup_edit(CLI::App& app, Registry& reg) {
   add_models_option(*sub, o->models);
   sub->add_option("--method", o->method, "engine: optimize, mapper or global")
       ->capture_default_str();
-  sub->add_option("--text", o->text,
-                  "the edit, in words, e.g. \"a smiling face\" (global: the target)");
-  sub->add_option("inputs", o->inputs, "latent files (.pt / .npy) to edit");
+  sub->add_option("--text", o->texts,
+                  "the edit, in words, e.g. \"a smiling face\" (global: the target); repeat "
+                  "for several prompts")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->allow_extra_args(false);
+  sub->add_option("--prompts", o->prompts_file, "a file with one prompt per line ('#' comments)");
+  sub->add_option("inputs", o->inputs, "latent files (.pt / .npy) and folders of them");
+  sub->add_flag("--recursive,-r", o->recursive, "look into sub-folders of folder inputs");
+  sub->add_option("--glob", o->globs, "file patterns taken from folders (repeatable)")
+      ->capture_default_str()
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->allow_extra_args(false);
+  sub->add_flag("--overwrite", o->overwrite,
+                "recompute inputs whose outputs exist (default: skip them)");
+  sub->add_option("--shard", o->shard,
+                  "K/N: take the K-th of N slices of the sorted inputs; auto: from Slurm "
+                  "(SLURM_ARRAY_TASK_ID) or a Kubernetes indexed Job (JOB_COMPLETION_INDEX)");
+  sub->add_option("--golden", o->golden,
+                  "after the run, compare --out with this folder (exit 1 on drift)");
+  sub->add_option("--golden-tolerance", o->golden_tolerance,
+                  "8-bit image levels allowed by --golden")
+      ->capture_default_str();
   sub->add_option("--seed", o->seeds, "edit sampled images: N, N-M or a list");
   sub->add_option("--truncation", o->truncation, "truncation psi for --seed")
       ->capture_default_str()

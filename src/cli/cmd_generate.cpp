@@ -44,11 +44,11 @@ int run_generate(const GenerateOptions& o) {
   const auto models = resolve_models(o.models);
   const auto bundle = Bundle::open(models);
   // Read every latent before loading the model or writing anything: a bad file fails fast.
-  LatentFiles latent_files;
   const auto& info = bundle.generator();
-  for (const auto& f : o.latents) {
-    latent_files.emplace_back(f, load_latents(f, info.num_ws, info.w_dim));
-  }
+  std::vector<InputFile> files;
+  for (const auto& f : o.latents) files.push_back({f, fs::path(f).stem().string()});
+  const auto latent_files = load_latent_files(files, info.num_ws, info.w_dim);
+  require_all_readable(latent_files);
   ensure_output_dir(out_dir);
   const Generator gen(bundle, device);
   spdlog::info("generator {}x{} on {}", info.resolution, info.resolution, device.str());

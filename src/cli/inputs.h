@@ -1,10 +1,10 @@
 // src/cli/inputs.h — the W+ codes a command works on: sampled seeds and rows of latent files,
-// each with a predictable output name and a description for the sidecar.
+// each with a predictable output name and a description for the sidecar. A latent file that
+// cannot be read becomes one failed item (named, with the reason) so that a batch goes on.
 #pragma once
 
 #include <cstdint>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include <torch/types.h>
@@ -12,20 +12,36 @@
 
 #include <styleclip/models/generator.h>
 
+#include "batch.h"
+
 namespace styleclip::cli {
 
 struct InputItem {
   std::string
       name;  ///< "seed0007", a latent file's stem, or "<stem>_003" for row 3 of a batch file
   nlohmann::json input;  ///< what the sidecar records about where it came from
-  torch::Tensor ws;      ///< [1, num_ws, w_dim] on the generator's device
+  torch::Tensor ws;      ///< [1, num_ws, w_dim] on the generator's device; undefined on error
+  std::string error;     ///< why this input cannot be used (then ws is undefined)
 };
 
-/// Latent files already read (path, [N, num_ws, w_dim]).
-using LatentFiles = std::vector<std::pair<std::string, torch::Tensor>>;
+/// A latent file read (ws [N, num_ws, w_dim] on the CPU), or the reason it could not be.
+struct LoadedFile {
+  InputFile file;
+  torch::Tensor ws;
+  std::string error;
+};
 
-/// Seeds first (z → mapping → truncation toward w_avg → W+), then every row of every file.
+/// Reads every file; failures are recorded, not thrown.
+std::vector<LoadedFile> load_latent_files(const std::vector<InputFile>& files, int64_t num_ws,
+                                          int64_t w_dim);
+
+/// Throws the input error of the first unreadable file, if any (for commands that take no
+/// partial success).
+void require_all_readable(const std::vector<LoadedFile>& files);
+
+/// Seeds first (z → mapping → truncation toward w_avg → W+), then every row of every file (a
+/// failed file is one item carrying its error).
 std::vector<InputItem> collect_inputs(const Generator& gen, const std::vector<uint64_t>& seeds,
-                                      double truncation, const LatentFiles& latents);
+                                      double truncation, const std::vector<LoadedFile>& files);
 
 }  // namespace styleclip::cli

@@ -56,6 +56,7 @@ int main(int argc, char** argv) {
   cli::setup_mapper(app, registry);
   cli::setup_tokenize(app, registry);
   cli::setup_embed(app, registry);
+  cli::setup_compare(app, registry);
 
   try {
     app.parse(argc, argv);

@@ -121,6 +121,10 @@ OptimizeResult optimize(const Generator& gen, const Clip& clip, const IdentityMo
 
   int step = 0;
   for (; step < o.steps; ++step) {
+    if (callbacks.should_stop && callbacks.should_stop()) {
+      res.stopped = true;
+      break;
+    }
     group_options.lr(optimize_lr(step, o.steps, o.lr));
     adam.zero_grad();
     const auto img = w_space ? gen.synthesis(w) : gen.synthesis_from_styles(s);

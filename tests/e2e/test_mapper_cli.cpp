@@ -203,15 +203,7 @@ TEST_F(MapperTrainCli, InterruptSavesACheckpointAndExits130) {
                                          "--out",
                                          out};
   const auto err_path = tmp_ / "stderr";
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    if (std::freopen(err_path.c_str(), "w", stderr) == nullptr) std::_Exit(126);
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    std::_Exit(127);
-  }
+  const int pid = test::start_program(args, tmp_ / "stdout", err_path);
   // Wait for the first checkpoint (training is under way), then interrupt.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (!std::filesystem::exists(out + ".ckpt/state.json") &&
@@ -219,10 +211,7 @@ TEST_F(MapperTrainCli, InterruptSavesACheckpointAndExits130) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   ::kill(pid, SIGINT);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  ASSERT_TRUE(WIFEXITED(status)) << "killed by a signal instead of exiting";
-  EXPECT_EQ(WEXITSTATUS(status), 130);
+  EXPECT_EQ(test::wait_program(pid), 130) << "killed by a signal instead of exiting 130";
   const auto err = test::read_text(err_path);
   EXPECT_NE(err.find("continue with --resume"), std::string::npos) << err;
   EXPECT_FALSE(std::filesystem::exists(out)) << "no final mapper from an interrupted run";

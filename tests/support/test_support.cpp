@@ -98,10 +98,7 @@ torch::Tensor TinyModelsTest::text(const std::string& t) const {
   return clip_->encode_text({t});
 }
 
-RunResult run_program(const std::vector<std::string>& args) {
-  TempDir io;
-  const auto out = io / "stdout";
-  const auto err = io / "stderr";
+int start_program(const std::vector<std::string>& args, const fs::path& out, const fs::path& err) {
   const pid_t pid = ::fork();
   if (pid == 0) {
     std::FILE* o = std::freopen(out.c_str(), "w", stdout);
@@ -113,10 +110,21 @@ RunResult run_program(const std::vector<std::string>& args) {
     ::execv(argv[0], argv.data());
     std::_Exit(127);
   }
+  return pid;
+}
+
+int wait_program(int pid) {
   int status = 0;
   ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+RunResult run_program(const std::vector<std::string>& args) {
+  TempDir io;
+  const auto out = io / "stdout";
+  const auto err = io / "stderr";
   RunResult r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.code = wait_program(start_program(args, out, err));
   r.out = read_text(out);
   r.err = read_text(err);
   return r;

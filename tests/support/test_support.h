@@ -66,6 +66,11 @@ struct RunResult {
 };
 /// Runs a program with arguments (no shell interpretation of them), capturing stdout/stderr.
 RunResult run_program(const std::vector<std::string>& args);
+/// Starts a program in the background, stdout and stderr into the given files; returns its pid.
+int start_program(const std::vector<std::string>& args, const std::filesystem::path& out,
+                  const std::filesystem::path& err);
+/// Waits for a started program: its exit code, or 128 + the signal that killed it.
+int wait_program(int pid);
 
 /// A copy of `bundle` in `dir` whose `part` file is replaced by `replacement`, with the manifest's
 /// size and checksum updated: the bundle is consistent, only the file's contents are wrong.

@@ -63,6 +63,7 @@ struct OptimizeResult {
   std::vector<OptimizeRowResult> rows;
   double seconds = 0;
   double steps_per_second = 0;
+  bool stopped = false;  ///< `should_stop` ended the loop early
 };
 
 /// Hooks the caller may set: progress after every step (steps done, total, mean loss of the
@@ -71,6 +72,9 @@ struct OptimizeResult {
 struct OptimizeCallbacks {
   std::function<void(int, int, double)> progress;
   std::function<void(int, const torch::Tensor&)> frame;
+  /// Asked before every step; true stops the loop (the result has `stopped` set and its
+  /// latents are those of the last completed step). For Ctrl-C in batch runs.
+  std::function<bool()> should_stop;
 };
 
 /// Throws a usage error naming the option when `options` are invalid (`optimize` checks too).
