@@ -10,6 +10,11 @@ function(styleclip_set_warnings target)
     -Wunused
     -Woverloaded-virtual
     -Wformat=2)
+  if(CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+    # LibTorch's TORCH_ARG-style macros are called with an empty variadic part; clang's
+    # -Wpedantic flags each use in our code although the macros are LibTorch's.
+    target_compile_options(${target} PRIVATE -Wno-gnu-zero-variadic-macro-arguments)
+  endif()
   if(STYLECLIP_WARNINGS_AS_ERRORS)
     target_compile_options(${target} PRIVATE -Werror)
   endif()

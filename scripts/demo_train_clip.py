@@ -299,12 +299,8 @@ def main() -> None:
     sd_path = os.path.join(args.out, "clip_state_dict.pt")
     torch.save(model.state_dict(), sd_path + ".tmp")
     os.replace(sd_path + ".tmp", sd_path)
-    with open(os.path.join(args.out, "clip_history.json"), "w") as f:
-        json.dump({"config": cfg, "args": vars(args), "history": history, "zero_shot": result}, f)
-    world.plot_curves(os.path.join(args.out, "clip_curves.png"), {"loss": history["loss"]})
-    with open(os.path.join(args.out, "clip_eval.json"), "w") as f:
-        json.dump(result, f, indent=1)
-
+    world.save_training_record(args.out, "clip", {"config": cfg, "args": vars(args), "history": history,
+                                                  "zero_shot": result}, {"loss": history["loss"]}, result)
 
 if __name__ == "__main__":
     main()

@@ -10,8 +10,9 @@ coordinates are ignored by the world. So G samples exactly the world's distribut
 measurer can judge its samples. Training in two stages (a first try end to end, z -> image, sat at
 the mean image for 500 steps; the staged form learns in minutes):
   1. synthesis: W = a scene code (one-hot colour, shape and background, then size and position,
-     scaled by 2, zeros elsewhere) broadcast to W+ -> image, pixel MSE + 0.5 L1 against the
-     rendered scene;
+     scaled by 2, zeros elsewhere; for half the batch truncated toward the mean code by a random
+     psi in [0.4, 1]; plus noise of std 0.05) broadcast to W+ -> image, pixel MSE + 0.5 L1
+     against the rendered scene;
   2. mapping: z -> W regressed onto the same scene code (MSE in W), synthesis frozen;
   3. a short end-to-end pass z -> image at a low learning rate.
 A GAN with R1 would also do but needs many more CPU hours for the same sample quality.
@@ -119,7 +120,7 @@ def scene_code(scenes: Dict[str, torch.Tensor]) -> torch.Tensor:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True)
-    ap.add_argument("--synthesis-steps", type=int, default=5000)
+    ap.add_argument("--synthesis-steps", type=int, default=4000)
     ap.add_argument("--mapping-steps", type=int, default=3000)
     ap.add_argument("--joint-steps", type=int, default=300)
     ap.add_argument("--batch", type=int, default=32)
@@ -173,6 +174,7 @@ def main() -> None:
         return lr * (0.5 * (1 + math.cos(math.pi * step / max(1, n))) * 0.9 + 0.1)
 
     fixed_z = torch.randn(32, W_DIM, generator=torch.Generator().manual_seed(999))
+    code_mean = scene_code(scenes_from_z(torch.randn(20000, W_DIM, generator=torch.Generator().manual_seed(5)))).mean(0)
     t0 = time.time()
     for step in range(start, total):
         if step < n1:
@@ -191,6 +193,12 @@ def main() -> None:
         else:
             target = world.render(scenes) * 2 - 1
             w = scene_code(scenes) if stage == "synthesis" else g.mapping(z)
+            # Truncation toward the average code (psi in [0.4, 1] for half the batch) and a little
+            # noise must give the same scene: `--truncation 0.7`, the default for seeds, and the
+            # engines' edits move W off the exact codes.
+            psi = torch.where(torch.rand(batch, 1, generator=gen) < 0.5,
+                              0.4 + 0.6 * torch.rand(batch, 1, generator=gen), torch.ones(batch, 1))
+            w = code_mean + psi * (w - code_mean) + 0.05 * torch.randn(w.shape, generator=gen)
             img = g.synthesis(w.unsqueeze(1).repeat(1, g.num_ws, 1))
             loss = F.mse_loss(img, target) + 0.5 * F.l1_loss(img, target)
         opt.zero_grad(set_to_none=True)
@@ -234,15 +242,11 @@ def main() -> None:
     torch.save({"g_ema": stylegan2.to_rosinality_state_dict(g_ema), "latent_avg": latent_avg,
                 "lr_mlp": LR_MLP}, out + ".tmp")
     os.replace(out + ".tmp", out)
-    with open(os.path.join(args.out, "generator_history.json"), "w") as f:
-        json.dump({"channels": CHANNELS, "w_dim": W_DIM, "n_mlp": N_MLP, "lr_mlp": LR_MLP, "args": vars(args),
-                   "history": history, "quality": result}, f)
     stages = {st: [v if h == st else float("nan") for v, h in zip(history["loss"], history["stage"])]
               for st in ("synthesis", "mapping", "joint")}
-    world.plot_curves(os.path.join(args.out, "generator_curves.png"), stages)
-    with open(os.path.join(args.out, "generator_eval.json"), "w") as f:
-        json.dump(result, f, indent=1)
-
+    world.save_training_record(args.out, "generator", {
+        "channels": CHANNELS, "w_dim": W_DIM, "n_mlp": N_MLP, "lr_mlp": LR_MLP, "args": vars(args),
+        "history": history, "quality": result}, stages, result)
 
 if __name__ == "__main__":
     main()

@@ -17,6 +17,7 @@ Run as a script to write a contact sheet and example captions:
 
 import argparse
 import math
+import os
 import random
 import re
 import struct
@@ -275,6 +276,17 @@ def plot_curves(path: str, series: Dict[str, List[float]], width: int = 480, hei
                 y = int(round(y0 + (y1 - y0) * t / steps))
                 img[:, max(0, y - 1):y + 1, x] = col
     write_png(path, img)
+
+
+def save_training_record(out_dir: str, prefix: str, record: dict, curves: Dict[str, List[float]],
+                         result: dict) -> None:
+    """A training run's record: PREFIX_history.json (everything), PREFIX_curves.png, PREFIX_eval.json."""
+    import json
+    with open(os.path.join(out_dir, f"{prefix}_history.json"), "w") as f:
+        json.dump(record, f)
+    plot_curves(os.path.join(out_dir, f"{prefix}_curves.png"), curves)
+    with open(os.path.join(out_dir, f"{prefix}_eval.json"), "w") as f:
+        json.dump(result, f, indent=1)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -52,6 +52,10 @@ void setup_compare(CLI::App& app, Registry& reg) {
   sub->add_option("--number-tolerance", o->tol.number_abs,
                   "max absolute difference of numbers in sidecars (.json)")
       ->capture_default_str();
+  sub->add_option("--ignore", o->tol.ignore,
+                  "a sidecar field to leave out, as a dotted path (e.g. models.sha256); repeatable")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->allow_extra_args(false);
   sub->add_flag("--json", o->json, "print the report as JSON on stdout");
   reg.push_back({sub, [o]() { return run_compare(*o); }});
 }

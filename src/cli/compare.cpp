@@ -22,7 +22,8 @@ nlohmann::json CompareTolerance::to_json() const {
   return {{"pixel_levels", pixel_levels},
           {"min_psnr", min_psnr},
           {"tensor_abs", tensor_abs},
-          {"number_abs", number_abs}};
+          {"number_abs", number_abs},
+          {"ignore", ignore}};
 }
 
 nlohmann::json CompareReport::to_json() const {
@@ -133,14 +134,15 @@ bool path_key(const std::string& k) {
   return keys.count(k) > 0;
 }
 
-void compare_json(const std::string& where, const json& x, const json& y,
-                  const CompareTolerance& tol, std::vector<std::string>& problems) {
+void compare_json(const std::string& where, const std::string& key_path, const json& x,
+                  const json& y, const CompareTolerance& tol, std::vector<std::string>& problems) {
+  if (tol.ignore.count(key_path) > 0) return;
   if (x.is_number() && y.is_number()) {
     const double a = x.get<double>();
     const double b = y.get<double>();
     if (!(std::fabs(a - b) <= tol.number_abs) && !(std::isnan(a) && std::isnan(b))) {
-      problems.push_back(where + " is " + fmt(b, 6) + ", expected " + fmt(a, 6) +
-                         " (tolerance " + fmt(tol.number_abs) + ")");
+      problems.push_back(where + " is " + fmt(b, 6) + ", expected " + fmt(a, 6) + " (tolerance " +
+                         fmt(tol.number_abs) + ")");
     }
     return;
   }
@@ -152,6 +154,7 @@ void compare_json(const std::string& where, const json& x, const json& y,
     for (const auto& [k, v] : x.items()) {
       if (volatile_key(k)) continue;
       const auto key = where + "." + k;
+      const auto path = key_path.empty() ? k : key_path + "." + k;
       if (!y.contains(k)) {
         problems.push_back(key + " is missing");
       } else if (path_key(k) && v.is_string() && y[k].is_string()) {
@@ -160,7 +163,7 @@ void compare_json(const std::string& where, const json& x, const json& y,
           problems.push_back(key + " is " + y[k].dump() + ", expected " + v.dump());
         }
       } else {
-        compare_json(key, v, y[k], tol, problems);
+        compare_json(key, path, v, y[k], tol, problems);
       }
     }
     for (const auto& [k, v] : y.items()) {
@@ -176,7 +179,7 @@ void compare_json(const std::string& where, const json& x, const json& y,
       return;
     }
     for (size_t i = 0; i < x.size(); ++i) {
-      compare_json(where + "[" + std::to_string(i) + "]", x[i], y[i], tol, problems);
+      compare_json(where + "[" + std::to_string(i) + "]", key_path, x[i], y[i], tol, problems);
     }
     return;
   }
@@ -220,7 +223,7 @@ CompareReport compare_folders(const fs::path& expected, const fs::path& actual,
       } else if (ext == ".pt") {
         compare_tensors(rel, a, b, tol, r.problems);
       } else if (ext == ".json") {
-        compare_json(rel, parse_json_file(a), parse_json_file(b), tol, r.problems);
+        compare_json(rel, "", parse_json_file(a), parse_json_file(b), tol, r.problems);
       } else if (ext == ".mp4") {
         // Encoders differ between OpenCV builds; the frames beside the video are compared.
       } else if (read_bytes(a) != read_bytes(b)) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <filesystem>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@ struct CompareTolerance {
   double min_psnr = 40.0;    ///< dB, for images that differ at all
   double tensor_abs = 1e-4;  ///< max |a - b| over latents and style tensors
   double number_abs = 1e-3;  ///< numbers in sidecars (metrics)
+  std::set<std::string> ignore;  ///< sidecar fields left out, as dotted paths ("models.sha256")
   [[nodiscard]] nlohmann::json to_json() const;
 };
 
