@@ -5,8 +5,10 @@
 #   3. exports both with the project's exporter     (scripts/export_bundle.py)
 #   4. prepares the global directions               (styleclip global prepare)
 #   5. trains one latent mapper ("a red shape")     (styleclip mapper train)
-# Every step resumes from its checkpoint or is skipped when its output exists, so the script can
-# be rerun after an interruption. Wall times are appended to WORK/times.txt.
+# The two trainings checkpoint and resume (and are skipped once their result exists), so the
+# script can be rerun after an interruption; export, preparation and mapper (minutes) are redone
+# into models/demo.tmp, which replaces models/demo only when complete. Wall times are appended
+# to WORK/times.txt.
 #
 #   scripts/demo_build.sh [WORK_DIR=build/demo-train] [THREADS=2]
 set -euo pipefail
@@ -21,7 +23,7 @@ stamp() { echo "$(date -u +%FT%TZ) $*" | tee -a "$work/times.txt"; }
 
 if [ ! -f "$work/clip/clip_state_dict.pt" ]; then
   stamp "clip: training"
-  $py scripts/demo_train_clip.py --out "$work/clip" --steps 3000 --batch 96 --threads "$threads"
+  $py scripts/demo_train_clip.py --out "$work/clip" --steps 4000 --batch 96 --hard-negatives 0.5 --hard-from 2200 --threads "$threads"
 fi
 if [ ! -f "$work/generator/generator_ckpt.pt" ]; then
   stamp "generator: training"
@@ -37,7 +39,7 @@ stamp "global prepare"
 OMP_NUM_THREADS=$threads $bin global prepare --models "$out.tmp" --samples 20000 --images 32 --seed 0
 stamp "mapper train"
 OMP_NUM_THREADS=$threads $bin mapper train --models "$out.tmp" --text "a red shape" --sample 2000 \
-  --steps 1500 --batch 16 --optimizer adam --lr 0.001 --seed 0 --out "$out.tmp/red.mapper.pt"
+  --steps 1000 --batch 8 --seed 0 --out "$out.tmp/red.mapper.pt"
 rm -rf "$out.tmp/red.mapper.pt.ckpt"
 # Keep the README and training records that live beside the bundle.
 [ -f "$out/README.md" ] && cp "$out/README.md" "$out.tmp/README.md"

@@ -177,13 +177,21 @@ def clip_input(images01: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
     return torch.where(raw.view(-1, 1, 1, 1), images01 * 2 - 1, norm)
 
 
-def batch(n: int, gen: torch.Generator, rng: random.Random, tok: Tokenizer):
-    scenes = world.random_scenes(n, gen)
+def batch(n: int, gen: torch.Generator, rng: random.Random, tok: Tokenizer, hard: float = 0.0):
+    """Fresh image-caption pairs; a fraction `hard` of them in groups that differ only in shape
+    (captions naming the shape), so that the batch cannot be solved by colour alone."""
+    n_hard = int(n * hard) // 3 * 3
+    easy = world.random_scenes(n - n_hard, gen)
+    if n_hard > 0:
+        groups = world.shape_groups(n_hard, gen)
+        scenes = {k: torch.cat([easy[k], groups[k]]) for k in easy}
+    else:
+        scenes = easy
     images = world.render(scenes)
     # Mild pixel noise so that a generator's small imperfections are not out of distribution.
     images = (images + 0.02 * torch.randn(images.shape, generator=gen)).clamp(0, 1)
     raw = torch.rand(n, generator=gen) < 0.5
-    texts = [world.caption(scenes, i, rng) for i in range(n)]
+    texts = [world.caption(scenes, i, rng, name_shape=i >= n - n_hard) for i in range(n)]
     return clip_input(images, raw), tok(texts)
 
 
@@ -212,6 +220,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
     ap.add_argument("--ckpt-every", type=int, default=200)
     ap.add_argument("--merges", type=int, default=400, help="at most this many BPE merges")
+    ap.add_argument("--hard-negatives", type=float, default=0.5,
+                    help="fraction of each batch in groups that differ only in shape")
+    ap.add_argument("--hard-from", type=int, default=0, help="first step that uses them")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -267,7 +278,7 @@ def main() -> None:
         lr = args.lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
         for g in opt.param_groups:
             g["lr"] = lr
-        images, tokens = batch(args.batch, gen, rng, tok)
+        images, tokens = batch(args.batch, gen, rng, tok, args.hard_negatives if step >= args.hard_from else 0.0)
         img = F.normalize(model.encode_image(images), dim=-1)
         txt = F.normalize(model.encode_text(tokens), dim=-1)
         logits = model.logit_scale.exp().clamp(max=100) * img @ txt.t()

@@ -70,6 +70,17 @@ def random_scenes(n: int, gen: torch.Generator) -> Dict[str, torch.Tensor]:
     return {"shape": shape, "colour": colour, "bg": bg, "size": u[:, 0], "x": u[:, 1], "y": u[:, 2]}
 
 
+def shape_groups(n: int, gen: torch.Generator, group: int = 3) -> Dict[str, torch.Tensor]:
+    """n scenes in groups of `group` that share colour, background and size but not shape (one
+    of each shape per group, positions drawn afresh): hard negatives for contrastive training."""
+    base = random_scenes((n + group - 1) // group, gen)
+    out = {k: v.repeat_interleave(group)[:n].clone() for k, v in base.items()}
+    out["shape"] = (torch.arange(n) % group + torch.randint(0, len(SHAPES), (1,), generator=gen)) % len(SHAPES)
+    u = torch.rand(n, 2, generator=gen)
+    out["x"], out["y"] = u[:, 0], u[:, 1]
+    return out
+
+
 def half_extent(size: torch.Tensor, res: int = RESOLUTION) -> torch.Tensor:
     return (0.12 + 0.22 * size) * res
 
@@ -141,13 +152,14 @@ def where_word(x: float, y: float) -> str:
     return f"{row} {col}"
 
 
-def caption(scenes: Dict[str, torch.Tensor], i: int, rng: random.Random) -> str:
-    """One varied English caption for scene i."""
+def caption(scenes: Dict[str, torch.Tensor], i: int, rng: random.Random, name_shape: bool = False) -> str:
+    """One varied English caption for scene i (with `name_shape`, one that names the shape)."""
     shape = SHAPES[int(scenes["shape"][i])]
     colour = COLOURS[int(scenes["colour"][i])]
     bg = BACKGROUNDS[int(scenes["bg"][i])]
     size = float(scenes["size"][i])
-    text = rng.choice(_TEMPLATES).format(
+    templates = [t for t in _TEMPLATES if "{shape}" in t] if name_shape else _TEMPLATES
+    text = rng.choice(templates).format(
         size=size_word(size, rng), colour=rng.choice(COLOUR_WORDS[colour]),
         shape=rng.choice(SHAPE_WORDS[shape]), bg=rng.choice(BG_WORDS[bg]),
         where=where_word(float(scenes["x"][i]), float(scenes["y"][i])))

@@ -307,6 +307,39 @@ class Generator(nn.Module):
         return skip
 
     @torch.jit.export
+    def synthesis_prefix(self, styles: List[Tensor], upto: int) -> List[Tensor]:
+        """The work that does not depend on the style layers of `convs[upto]` and after (fixed
+        noise): [input of convs[upto], conv1's output, each finished resolution's features].
+        Global-direction preparation computes it once per image and reuses it for every channel
+        of a later layer (styleclip-algorithms.md §3.3 perturbs one layer at a time)."""
+        batch = styles[0].shape[0]
+        x = self.conv1(self.input(batch), styles[0], False)
+        out: List[Tensor] = [x, x]
+        for i, conv in enumerate(self.convs):
+            if i < upto:
+                x = conv(x, styles[2 + 3 * (i // 2) + (i % 2)], False)
+                if i % 2 == 1:
+                    out.append(x)
+        out[0] = x
+        return out
+
+    @torch.jit.export
+    def synthesis_suffix(self, prefix: List[Tensor], upto: int, styles: List[Tensor]) -> Tensor:
+        """Finishes `synthesis_prefix(styles', upto)` with `styles` (which may differ from
+        styles' in the layers of convs[upto] and after, and in every toRGB layer)."""
+        x = prefix[0]
+        feats: List[Tensor] = prefix[2:]
+        for i, conv in enumerate(self.convs):
+            if i >= upto:
+                x = conv(x, styles[2 + 3 * (i // 2) + (i % 2)], False)
+                if i % 2 == 1:
+                    feats.append(x)
+        skip = self.to_rgb1(prefix[1], styles[1], prefix[1])
+        for k, rgb in enumerate(self.to_rgbs):
+            skip = rgb(feats[k], styles[4 + 3 * k], skip)
+        return skip
+
+    @torch.jit.export
     def synthesis(self, ws: Tensor, randomize_noise: bool = False) -> Tensor:
         return self.synthesis_from_styles(self.styles(ws), randomize_noise)
 

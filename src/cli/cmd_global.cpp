@@ -32,6 +32,7 @@ struct PrepareCliOptions {
   int64_t batch = 0;  // 0: automatic, see run_prepare
   int64_t chunk = 32;
   int64_t max_chunks = 0;
+  int64_t prefix_cache_mib = 2048;
   bool resume = false;
   std::string device = "auto";
 };
@@ -92,6 +93,7 @@ int run_prepare(const PrepareCliOptions& o) {
   p.batch = o.batch > 0 ? o.batch
                         : (device.is_cuda() ? 256 : std::max<int64_t>(1, 16 * 64 * 64 / pixels));
   p.layers = o.layers.empty() ? default_global_layers(info) : parse_layers(o.layers, info);
+  p.prefix_cache_mib = o.prefix_cache_mib;
   if (p.images > p.samples) throw usage_error("--images must not exceed --samples");
   const Generator gen(bundle, device);
   const Clip clip(bundle, device);
@@ -205,6 +207,11 @@ void setup_global(CLI::App& app, Registry& reg) {
   sub->add_option("--chunk", o->chunk, "channels between checkpoints")
       ->capture_default_str()
       ->check(CLI::Range(int64_t(1), int64_t(65536)));
+  sub->add_option("--prefix-cache", o->prefix_cache_mib,
+                  "MiB for reusing the layers before the perturbed one across its channels "
+                  "(0: render every image whole; same result)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   sub->add_flag("--resume", o->resume, "continue an interrupted preparation from its checkpoint");
   sub->add_option(
          "--max-chunks", o->max_chunks,

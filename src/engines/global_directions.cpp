@@ -273,6 +273,21 @@ torch::Tensor channel_directions(const Generator& gen, const Clip& clip,
   const auto job_channel = begin + torch::div(jobs, 2 * k, "floor");
   const auto mean_l = stats.mean[lu].to(dev);
   const auto std_l = stats.std[lu].to(dev);
+  // The layers before the perturbed one see the same styles for every channel and sign: render
+  // them once per sample image and finish each job from there (issue #6; exact, fixed noise).
+  std::vector<torch::Tensor> prefix;
+  const int64_t upto = gen.conv_index_of_layer(layer);
+  if (upto > 0 && o.prefix_cache_mib > 0 && gen.has_prefix_synthesis()) {
+    std::vector<torch::Tensor> first;
+    for (const auto& s : stats.sample_styles) first.push_back(s.slice(0, 0, 1).to(dev));
+    int64_t bytes = 0;
+    for (const auto& t : gen.synthesis_prefix(first, upto)) bytes += t.numel() * t.element_size();
+    if (bytes * k <= o.prefix_cache_mib * (int64_t{1} << 20)) {
+      std::vector<torch::Tensor> all;
+      for (const auto& s : stats.sample_styles) all.push_back(s.to(dev));
+      prefix = gen.synthesis_prefix(all, upto);
+    }
+  }
   std::vector<torch::Tensor> embeddings;
   for (int64_t start = 0; start < total; start += o.batch) {
     const int64_t stop = std::min(total, start + o.batch);
@@ -288,7 +303,14 @@ torch::Tensor channel_directions(const Generator& gen, const Clip& clip,
     const auto rows =
         torch::arange(stop - start, torch::TensorOptions().dtype(torch::kInt64).device(dev));
     styles[lu] = styles[lu].index_put({rows, ch}, value);
-    const auto images = gen.synthesis_from_styles(styles);
+    torch::Tensor images;
+    if (prefix.empty()) {
+      images = gen.synthesis_from_styles(styles);
+    } else {
+      std::vector<torch::Tensor> rows_prefix;
+      for (const auto& t : prefix) rows_prefix.push_back(t.index_select(0, img));
+      images = gen.synthesis_suffix(rows_prefix, upto, styles);
+    }
     const auto f = clip.encode_pixels(clip_pixels_from_generated(clip, images));
     embeddings.push_back(F::normalize(f, F::NormalizeFuncOptions().dim(1)));
   }

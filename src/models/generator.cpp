@@ -115,6 +115,42 @@ torch::Tensor Generator::synthesis(const torch::Tensor& ws, bool randomize_noise
   return img;
 }
 
+namespace {
+c10::List<torch::Tensor> tensor_list(const std::vector<torch::Tensor>& ts, torch::Device device) {
+  c10::List<torch::Tensor> list;
+  for (const auto& t : ts) list.push_back(t.to(device));
+  return list;
+}
+}  // namespace
+
+bool Generator::has_prefix_synthesis() const {
+  return impl_->module.find_method("synthesis_prefix").has_value() &&
+         impl_->module.find_method("synthesis_suffix").has_value();
+}
+
+int64_t Generator::conv_index_of_layer(int64_t layer) const {
+  // Style layer order (§3.1): conv1, to_rgb1, then per resolution k: convs[2k], convs[2k+1],
+  // to_rgbs[k].
+  if (layer < 2 || layer >= static_cast<int64_t>(info_.style_dims.size())) return -1;
+  const int64_t k = (layer - 2) / 3;
+  const int64_t r = (layer - 2) % 3;
+  return r == 2 ? -1 : 2 * k + r;
+}
+
+std::vector<torch::Tensor> Generator::synthesis_prefix(const std::vector<torch::Tensor>& styles,
+                                                       int64_t upto) const {
+  return impl_->module.get_method("synthesis_prefix")({tensor_list(styles, device_), upto})
+      .toTensorVector();
+}
+
+torch::Tensor Generator::synthesis_suffix(const std::vector<torch::Tensor>& prefix, int64_t upto,
+                                          const std::vector<torch::Tensor>& styles) const {
+  return impl_->module
+      .get_method("synthesis_suffix")(
+          {tensor_list(prefix, device_), upto, tensor_list(styles, device_)})
+      .toTensor();
+}
+
 torch::Tensor Generator::synthesis_from_styles(const std::vector<torch::Tensor>& styles,
                                                bool randomize_noise) const {
   if (styles.size() != info_.style_dims.size()) {

@@ -47,6 +47,22 @@ class Generator {
   [[nodiscard]] torch::Tensor synthesis_from_styles(const std::vector<torch::Tensor>& styles,
                                                     bool randomize_noise = false) const;
 
+  /// Whether the module exports `synthesis_prefix`/`synthesis_suffix` (bundles exported since
+  /// they were added; older ones still work, without the reuse).
+  [[nodiscard]] bool has_prefix_synthesis() const;
+  /// The main-branch conv (`convs[i]`) that style layer `layer` modulates, or -1 for conv1 and the
+  /// toRGB layers (nothing before them worth reusing).
+  [[nodiscard]] int64_t conv_index_of_layer(int64_t layer) const;
+  /// Fixed-noise synthesis split at `convs[upto]`: the prefix holds the activations that do not
+  /// depend on the style layers of convs[upto] and after; the suffix finishes the image from
+  /// them with `styles` (which may differ in those layers and in every toRGB layer). A prefix's
+  /// tensors may be gathered along the batch (index_select) before the suffix.
+  [[nodiscard]] std::vector<torch::Tensor> synthesis_prefix(
+      const std::vector<torch::Tensor>& styles, int64_t upto) const;
+  [[nodiscard]] torch::Tensor synthesis_suffix(const std::vector<torch::Tensor>& prefix,
+                                               int64_t upto,
+                                               const std::vector<torch::Tensor>& styles) const;
+
   /// Throws an input error unless `ws` is [B, num_ws, w_dim] (B ≥ 1). `what` names the input.
   void check_wplus(const torch::Tensor& ws, const std::string& what) const;
 
