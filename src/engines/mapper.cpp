@@ -1,6 +1,7 @@
 #include <styleclip/engines/mapper.h>
 #include <styleclip/error.h>
 #include <styleclip/io/atomic_file.h>
+#include <styleclip/io/latent_io.h>
 #include <styleclip/runtime.h>
 
 #include <cmath>
@@ -195,6 +196,11 @@ MapperFile load_mapper(const std::filesystem::path& path, int64_t num_ws, int64_
   LevelsMapperOptions o;
   MapperFile f;
   c10::impl::GenericDict weights(c10::StringType::get(), c10::AnyType::get());
+  try {
+    check_torch_archive(data, "cannot read mapper " + name);
+  } catch (const Error& e) {
+    throw bundle_error(e.what());  // mapper files report as models (exit 3), like the rest here
+  }
   try {
     // Keep the loaded value alive: the dict and its lists refer into it.
     const auto value = torch::jit::pickle_load(data);

@@ -3,10 +3,12 @@
 #include <styleclip/io/latent_io.h>
 #include <styleclip/runtime.h>
 
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 
+#include <caffe2/serialize/inline_container.h>
 #include <torch/script.h>
 
 namespace styleclip {
@@ -129,6 +131,7 @@ torch::Tensor parse_npy(const std::vector<char>& data, const fs::path& path) {
 }
 
 torch::Tensor parse_pt(const std::vector<char>& data, const fs::path& path) {
+  check_torch_archive(data, "cannot read latent '" + path.string() + "'");
   torch::IValue v;
   try {
     v = torch::jit::pickle_load(data);
@@ -147,7 +150,135 @@ torch::Tensor parse_pt(const std::vector<char>& data, const fs::path& path) {
   return t.to(torch::kCPU, torch::kFloat32).contiguous();
 }
 
+/// Walks a pickle (protocols 2 to 5) opcode by opcode, checking that each argument lies inside
+/// the data; only opcodes that torch.save / pickle_save emit are accepted.
+/// Opcode table: CPython Lib/pickletools.py.
+std::string pickle_problem(const uint8_t* p, size_t n) {
+  size_t i = 0;
+  const auto need = [&](size_t k) { return i + k <= n; };
+  const auto le = [&](size_t k) {
+    uint64_t v = 0;
+    for (size_t b = 0; b < k; ++b) v |= uint64_t(p[i + b]) << (8 * b);
+    return v;
+  };
+  const auto line = [&]() {  // a newline-terminated argument (GLOBAL)
+    const auto* end = static_cast<const uint8_t*>(std::memchr(p + i, '\n', n - i));
+    if (end == nullptr) return false;
+    i = size_t(end - p) + 1;
+    return true;
+  };
+  while (i < n) {
+    const uint8_t op = p[i++];
+    size_t fixed = 0;      // bytes of a fixed-size argument
+    size_t len_bytes = 0;  // bytes of a length prefix for a variable argument
+    switch (op) {
+      case '.':  // STOP
+        return i == n ? "" : "data after the end of the pickle";
+      case '(':
+      case ')':
+      case 't':
+      case ']':
+      case '}':
+      case 'u':
+      case 's':
+      case 'e':
+      case 'a':
+      case 'R':
+      case 'b':
+      case 'Q':
+      case 'N':
+      case 0x85:
+      case 0x86:
+      case 0x87:
+      case 0x88:
+      case 0x89:
+      case 0x81:
+      case 0x94:
+      case 0x93:
+      case '0':
+      case '1':
+      case '2':
+        break;  // no argument
+      case 0x80:
+      case 'q':
+      case 'h':
+      case 'K':  // PROTO, BINPUT, BINGET, BININT1
+        fixed = 1;
+        break;
+      case 'M':  // BININT2
+        fixed = 2;
+        break;
+      case 'r':
+      case 'j':
+      case 'J':  // LONG_BINPUT, LONG_BINGET, BININT
+        fixed = 4;
+        break;
+      case 'G':
+      case 0x95:  // BINFLOAT, FRAME
+        fixed = 8;
+        break;
+      case 0x8a:
+      case 'U':
+      case 'C':
+      case 0x8c:  // LONG1, SHORT_BINSTRING/BYTES/UNICODE
+        len_bytes = 1;
+        break;
+      case 0x8b:
+      case 'T':
+      case 'B':
+      case 'X':  // LONG4, BINSTRING, BINBYTES, BINUNICODE
+        len_bytes = 4;
+        break;
+      case 0x8d:
+      case 0x8e:  // BINUNICODE8, BINBYTES8
+        len_bytes = 8;
+        break;
+      case 'c':  // GLOBAL module\nname\n
+        if (!line() || !line()) return "truncated GLOBAL";
+        continue;
+      default: {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "unexpected pickle opcode 0x%02x at byte %zu", op, i - 1);
+        return buf;
+      }
+    }
+    if (fixed > 0) {
+      if (!need(fixed)) return "truncated pickle";
+      i += fixed;
+    } else if (len_bytes > 0) {
+      if (!need(len_bytes)) return "truncated pickle";
+      const uint64_t len = le(len_bytes);
+      i += len_bytes;
+      if (len > n - i) {
+        return "a pickle field claims " + std::to_string(len) + " bytes but " +
+               std::to_string(n - i) + " remain";
+      }
+      i += size_t(len);
+    }
+  }
+  return "the pickle has no STOP";
+}
+
 }  // namespace
+
+void check_torch_archive(const std::vector<char>& data, const std::string& what) {
+  std::string problem;
+  try {
+    std::istringstream in(std::string(data.begin(), data.end()));
+    caffe2::serialize::PyTorchStreamReader reader(&in);
+    if (!reader.hasRecord("data.pkl")) {
+      problem = "no data.pkl in the archive";
+    } else {
+      const auto [ptr, size] = reader.getRecord("data.pkl");
+      problem = pickle_problem(static_cast<const uint8_t*>(ptr.get()), size);
+    }
+  } catch (const std::exception& e) {
+    problem = torch_message(e);
+  }
+  if (!problem.empty()) {
+    throw input_error(what + ": not a tensor saved with torch.save (" + problem + ")");
+  }
+}
 
 torch::Tensor read_tensor_file(const fs::path& path) {
   const auto data = read_all(path);
@@ -195,6 +326,7 @@ std::vector<char> tensors_to_pt_bytes(const std::vector<torch::Tensor>& ts) {
 
 std::vector<torch::Tensor> read_tensor_list_pt(const fs::path& path) {
   const auto data = read_all(path);
+  check_torch_archive(data, "cannot read '" + path.string() + "'");
   try {
     const auto list = torch::jit::pickle_load(data);  // keep the list alive while reading it
     std::vector<torch::Tensor> out;

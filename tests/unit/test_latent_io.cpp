@@ -3,7 +3,10 @@
 #include <styleclip/error.h>
 #include <styleclip/io/latent_io.h>
 
+#include <chrono>
 #include <fstream>
+
+#include <caffe2/serialize/inline_container.h>
 
 #include "test_support.h"
 
@@ -126,6 +129,47 @@ TEST(LatentIo, BadFiles) {
   nan[3][4] = std::numeric_limits<float>::quiet_NaN();
   save_tensor_pt(tmp / "nan.pt", nan);
   EXPECT_NE(load_error(tmp / "nan.pt").find("NaN or Inf"), std::string::npos);
+}
+
+std::vector<char> bytes_of(const std::filesystem::path& path) {
+  const auto text = test::read_text(path);
+  return {text.begin(), text.end()};
+}
+
+/// A torch.save-style zip archive whose data.pkl is `pickle`.
+void write_archive(const std::filesystem::path& path, const std::string& pickle) {
+  std::string bytes;
+  {
+    caffe2::serialize::PyTorchStreamWriter writer([&](const void* data, size_t size) {
+      bytes.append(static_cast<const char*>(data), size);
+      return size;
+    });
+    writer.writeRecord("data.pkl", pickle.data(), pickle.size());
+    writer.writeEndOfFile();
+  }
+  test::write_text(path, bytes);
+}
+
+TEST(LatentIo, HostileArchivesFailFastWithoutHugeAllocations) {
+  TempDir tmp;
+  // A fuzzing find (fuzz/corpus/latent/bigalloc.seed): a length field of 2^31 made LibTorch's
+  // unpickler allocate and zero 2 GiB (37 s) before failing. The check rejects it first.
+  write_archive(tmp / "big.pt", std::string("\x80\x02X\xff\xff\xff\x7f", 7) + "ab.");
+  const auto started = std::chrono::steady_clock::now();
+  EXPECT_NE(load_error(tmp / "big.pt").find("a pickle field claims 2147483647 bytes but 3 remain"),
+            std::string::npos)
+      << load_error(tmp / "big.pt");
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
+  write_archive(tmp / "op.pt", "\x80\x02\xff.");
+  EXPECT_NE(load_error(tmp / "op.pt").find("unexpected pickle opcode 0xff at byte 2"),
+            std::string::npos);
+  write_archive(tmp / "nostop.pt", "\x80\x02N");
+  EXPECT_NE(load_error(tmp / "nostop.pt").find("the pickle has no STOP"), std::string::npos);
+  // What torch.save and our writer produce passes the check (single tensors and lists).
+  save_tensor_pt(tmp / "ok.pt", torch::ones({kNumWs, kWDim}));
+  EXPECT_NO_THROW(check_torch_archive(bytes_of(tmp / "ok.pt"), "ok"));
+  save_tensors_pt(tmp / "oks.pt", {torch::ones({2}), torch::zeros({3, 4})});
+  EXPECT_NO_THROW(check_torch_archive(bytes_of(tmp / "oks.pt"), "oks"));
 }
 
 }  // namespace

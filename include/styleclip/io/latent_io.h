@@ -13,6 +13,12 @@
 
 namespace styleclip {
 
+/// Checks a `torch.save` archive before LibTorch's unpickler sees it: the zip must hold a
+/// `data.pkl` whose pickle uses only the opcodes torch.save writes, with every length inside the
+/// record. (LibTorch 1.13's unpickler allocates whatever a length field claims: a 2 KB file asked
+/// for gigabytes in fuzzing.) Throws an input error starting with `what` otherwise.
+void check_torch_archive(const std::vector<char>& data, const std::string& what);
+
 /// The tensor stored in a `.pt` or `.npy` file, as float32 on the CPU.
 torch::Tensor read_tensor_file(const std::filesystem::path& path);
 
