@@ -23,7 +23,7 @@ stamp() { echo "$(date -u +%FT%TZ) $*" | tee -a "$work/times.txt"; }
 
 if [ ! -f "$work/clip/clip_state_dict.pt" ]; then
   stamp "clip: training"
-  $py scripts/demo_train_clip.py --out "$work/clip" --steps 4000 --batch 96 --hard-negatives 0.5 --hard-from 2200 --threads "$threads"
+  $py scripts/demo_train_clip.py --out "$work/clip" --steps 3000 --batch 96 --hard-negatives 0.5 --threads "$threads"
 fi
 if [ ! -f "$work/generator/generator_ckpt.pt" ]; then
   stamp "generator: training"

@@ -44,6 +44,11 @@ CONFIG = {
     "vision_width": 64, "vision_patch_size": 8, "vision_heads": 1, "context_length": 32,
     "transformer_width": 64, "transformer_heads": 2, "transformer_layers": 4,
 }
+# The ViT above learned colour (100 % zero-shot) but not shape (46 %; a linear probe on its
+# embeddings: 50 %) in 4000 steps: 8x8 patches through one 64-wide head did not pick up the
+# outlines. OpenAI's ModifiedResNet tower (same exporter, same C++ code) is the default.
+RESNET_CONFIG = dict(CONFIG, vision_kind="resnet", vision_layers=[1, 1, 1, 1], vision_width=16,
+                     vision_patch_size=None, vision_heads=16 * 32 // 64)
 
 # ---- byte-pair vocabulary ------------------------------------------------------------------
 
@@ -223,6 +228,7 @@ def main() -> None:
     ap.add_argument("--hard-negatives", type=float, default=0.5,
                     help="fraction of each batch in groups that differ only in shape")
     ap.add_argument("--hard-from", type=int, default=0, help="first step that uses them")
+    ap.add_argument("--vision", choices=["resnet", "vit"], default="resnet", help="the image tower")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -232,7 +238,7 @@ def main() -> None:
     merges = learn_bpe(world.caption_corpus(50000, seed=args.seed + 1), args.merges)
     write_merges(vocab_path, merges)
     tok = Tokenizer(merges, CONFIG["context_length"])
-    cfg = dict(CONFIG, vocab_size=tok.vocab_size)
+    cfg = dict(RESNET_CONFIG if args.vision == "resnet" else CONFIG, vocab_size=tok.vocab_size)
     print(f"vocabulary: {len(merges)} merges, {tok.vocab_size} tokens -> {vocab_path}", flush=True)
 
     torch.manual_seed(args.seed)
