@@ -67,7 +67,19 @@ std::string torch_message(const std::exception& e) {
     const auto nl = m.find('\n');
     return nl == std::string::npos ? m : m.substr(0, nl);
   }
-  return e.what();
+  std::string m = e.what();
+  // TorchScript interpreter errors carry the script's traceback; the cause is the last line.
+  while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
+  const auto nl = m.rfind('\n');
+  if (nl == std::string::npos) return m;
+  m = m.substr(nl + 1);
+  const std::string prefix = "RuntimeError: ";
+  return m.compare(0, prefix.size(), prefix) == 0 ? m.substr(prefix.size()) : m;
+}
+
+bool is_out_of_memory(const std::string& message) {
+  return message.find("out of memory") != std::string::npos ||
+         message.find("can't allocate memory") != std::string::npos;
 }
 
 }  // namespace styleclip

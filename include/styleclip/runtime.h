@@ -18,5 +18,7 @@ torch::Device parse_device(const std::string& spec);
 
 /// A one-line message for a LibTorch exception, without the C++ stack trace.
 std::string torch_message(const std::exception& e);
+/// Whether a (torch_message) text reports an allocation failure, on the CPU or a CUDA device.
+bool is_out_of_memory(const std::string& message);
 
 }  // namespace styleclip

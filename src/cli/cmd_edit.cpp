@@ -470,11 +470,12 @@ int run_edit(const EditOptions& o) {
       }
       const size_t end = std::min(todo.size(), start + static_cast<size_t>(o.batch));
       std::vector<torch::Tensor> rows;
-      std::string names;
-      for (size_t i = start; i < end; ++i) {
-        rows.push_back(todo[i]->ws);
-        names += (names.empty() ? "" : ", ") + todo[i]->name;
-      }
+      for (size_t i = start; i < end; ++i) rows.push_back(todo[i]->ws);
+      // For messages: the batch's inputs, abbreviated beyond three.
+      std::string names = todo[start]->name;
+      if (end - start == 2) names += ", " + todo[start + 1]->name;
+      if (end - start == 3) names += ", " + todo[start + 1]->name + ", " + todo[end - 1]->name;
+      if (end - start > 3) names += " … " + todo[end - 1]->name;
       const auto ws = torch::cat(rows, 0);
       const auto t0 = std::chrono::steady_clock::now();
       // Sweeps: a grid per input so the user sees the effect instead of guessing (and an MP4
@@ -507,110 +508,126 @@ int run_edit(const EditOptions& o) {
         }
       };
       BatchResult r;
-      if (use_mapper) {
-        // Engine 2 at inference: many latents per generator call, w + strength·M(w).
-        torch::NoGradGuard no_grad;
-        r.before = gen.synthesis(ws);
-        r.ws = mfile->mapper->apply(ws, strength);
-        r.after = gen.synthesis(r.ws);
-        r.metrics = judge_rows(*judge, identity ? &*identity : nullptr, text, r.before, r.after);
-        r.errors.assign(r.metrics.size(), "");
-        const double secs =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        r.timing = {{"batch_seconds", secs},
-                    {"batch_size", ws.size(0)},
-                    {"latents_per_second", double(ws.size(0)) / secs}};
-        sweep(strengths, "strength",
-              [&](double a) { return gen.synthesis(mfile->mapper->apply(ws, a)); });
-      } else if (global) {
-        torch::NoGradGuard no_grad;
-        const auto s = gen.styles(ws);
-        r.before = gen.synthesis_from_styles(s);
-        r.styles = apply_delta(s, gedit, strength);
-        r.after = gedit.channels > 0 ? gen.synthesis_from_styles(r.styles) : r.before;
-        r.metrics = judge_rows(*judge, identity ? &*identity : nullptr, text, r.before, r.after);
-        for (auto& m : r.metrics) m["channels"] = gedit.channels;
-        r.errors.assign(r.metrics.size(), gedit.channels > 0
-                                              ? ""
-                                              : "no channel passed the threshold: image unchanged");
-        const double secs =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        r.timing = {{"batch_seconds", secs}, {"batch_size", ws.size(0)}};
-        sweep(strengths, "strength",
-              [&](double a) { return gen.synthesis_from_styles(apply_delta(s, gedit, a)); });
-        sweep(thresholds, "threshold", [&](double b) {
-          return gen.synthesis_from_styles(
-              apply_delta(s, global_delta(*stats, ginfo, dt, b), strength));
-        });
-      } else {
-        Progress progress("optimize " + names, run_opt.steps);
-        OptimizeCallbacks cb;
-        cb.progress = [&](int done, int, double loss) {
-          char buf[32];
-          std::snprintf(buf, sizeof buf, "loss %.4f", loss);
-          progress.update(done, buf);
-        };
-        cb.should_stop = [] { return InterruptGuard::interrupted(); };
-        std::vector<std::vector<fs::path>> frame_files(end - start);
-        if (run_opt.frame_every > 0) {
-          cb.frame = [&](int step, const torch::Tensor& images) {
-            for (size_t i = start; i < end; ++i) {
-              const auto dir = output_base(*todo[i]).string() + ".frames";
-              ensure_output_dir(dir);
-              char file[32];
-              std::snprintf(file, sizeof file, "%05d.png", step);
-              write_image(fs::path(dir) / file, images[static_cast<int64_t>(i - start)]);
-              frame_files[i - start].push_back(fs::path(dir) / file);
-            }
-          };
-        }
-        const auto res =
-            optimize(gen, clip, identity ? &*identity : nullptr, ws, text, run_opt, cb);
-        if (res.stopped) {
-          // Abandon this batch: its outputs were never started, the rerun redoes it.
-          interrupted = true;
-          break;
-        }
-        progress.finish();
-        const double secs =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        r.before = res.images_before;
-        r.after = res.images_after;
-        if (run_opt.space == LatentSpace::kWPlus) {
-          r.ws = res.ws;
+      // Out of memory on a batch: name the inputs and the way out (exit 5); outputs already
+      // written stay, and a rerun with a smaller --batch skips them.
+      const auto out_of_memory = [&](const std::string& detail) {
+        return device_error("out of memory editing " + names + " (" + std::to_string(end - start) +
+                            " inputs per batch): use a smaller --batch (" + detail + ")");
+      };
+      try {
+        if (use_mapper) {
+          // Engine 2 at inference: many latents per generator call, w + strength·M(w).
+          torch::NoGradGuard no_grad;
+          r.before = gen.synthesis(ws);
+          r.ws = mfile->mapper->apply(ws, strength);
+          r.after = gen.synthesis(r.ws);
+          r.metrics = judge_rows(*judge, identity ? &*identity : nullptr, text, r.before, r.after);
+          r.errors.assign(r.metrics.size(), "");
+          const double secs =
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          r.timing = {{"batch_seconds", secs},
+                      {"batch_size", ws.size(0)},
+                      {"latents_per_second", double(ws.size(0)) / secs}};
+          sweep(strengths, "strength",
+                [&](double a) { return gen.synthesis(mfile->mapper->apply(ws, a)); });
+        } else if (global) {
+          torch::NoGradGuard no_grad;
+          const auto s = gen.styles(ws);
+          r.before = gen.synthesis_from_styles(s);
+          r.styles = apply_delta(s, gedit, strength);
+          r.after = gedit.channels > 0 ? gen.synthesis_from_styles(r.styles) : r.before;
+          r.metrics = judge_rows(*judge, identity ? &*identity : nullptr, text, r.before, r.after);
+          for (auto& m : r.metrics) m["channels"] = gedit.channels;
+          r.errors.assign(
+              r.metrics.size(),
+              gedit.channels > 0 ? "" : "no channel passed the threshold: image unchanged");
+          const double secs =
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          r.timing = {{"batch_seconds", secs}, {"batch_size", ws.size(0)}};
+          sweep(strengths, "strength",
+                [&](double a) { return gen.synthesis_from_styles(apply_delta(s, gedit, a)); });
+          sweep(thresholds, "threshold", [&](double b) {
+            return gen.synthesis_from_styles(
+                apply_delta(s, global_delta(*stats, ginfo, dt, b), strength));
+          });
         } else {
-          r.styles = res.styles;
-        }
-        for (size_t k = 0; k < res.rows.size(); ++k) {
-          const auto& row = res.rows[k];
-          r.metrics.push_back(
-              {{"clip_similarity_before", row.clip_before},
-               {"clip_similarity_after", row.clip_after},
-               {"identity_similarity", row.identity ? json(*row.identity) : json(nullptr)},
-               {"loss", row.loss},
-               {"loss_clip", row.loss_clip},
-               {"loss_l2", row.loss_l2},
-               {"loss_id", row.loss_id},
-               {"steps_done", row.steps_done}});
-          r.errors.push_back(row.ok ? "" : row.error);
-        }
-        r.timing = {{"steps_per_second", res.steps_per_second},
-                    {"batch_seconds", secs},
-                    {"batch_size", ws.size(0)}};
-        // Frame sequences end with the final image, then become a video where OpenCV can
-        // encode MP4.
-        for (size_t i = start; i < end; ++i) {
-          auto& frames = frame_files[i - start];
-          if (frames.empty()) continue;
-          const auto dir = fs::path(output_base(*todo[i]).string() + ".frames");
-          write_image(dir / "final.png", res.images_after[static_cast<int64_t>(i - start)]);
-          frames.push_back(dir / "final.png");
-          const auto mp4 = output_base(*todo[i]).string() + ".mp4";
-          if (!write_video(mp4, frames, 10.0)) {
-            spdlog::warn(
-                "could not write '{}': this OpenCV cannot encode MP4 (the frames are kept)", mp4);
+          Progress progress("optimize " + names, run_opt.steps);
+          OptimizeCallbacks cb;
+          cb.progress = [&](int done, int, double loss) {
+            char buf[32];
+            std::snprintf(buf, sizeof buf, "loss %.4f", loss);
+            progress.update(done, buf);
+          };
+          cb.should_stop = [] { return InterruptGuard::interrupted(); };
+          std::vector<std::vector<fs::path>> frame_files(end - start);
+          if (run_opt.frame_every > 0) {
+            cb.frame = [&](int step, const torch::Tensor& images) {
+              for (size_t i = start; i < end; ++i) {
+                const auto dir = output_base(*todo[i]).string() + ".frames";
+                ensure_output_dir(dir);
+                char file[32];
+                std::snprintf(file, sizeof file, "%05d.png", step);
+                write_image(fs::path(dir) / file, images[static_cast<int64_t>(i - start)]);
+                frame_files[i - start].push_back(fs::path(dir) / file);
+              }
+            };
+          }
+          const auto res =
+              optimize(gen, clip, identity ? &*identity : nullptr, ws, text, run_opt, cb);
+          if (res.stopped) {
+            // Abandon this batch: its outputs were never started, the rerun redoes it.
+            interrupted = true;
+            break;
+          }
+          progress.finish();
+          const double secs =
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          r.before = res.images_before;
+          r.after = res.images_after;
+          if (run_opt.space == LatentSpace::kWPlus) {
+            r.ws = res.ws;
+          } else {
+            r.styles = res.styles;
+          }
+          for (size_t k = 0; k < res.rows.size(); ++k) {
+            const auto& row = res.rows[k];
+            r.metrics.push_back(
+                {{"clip_similarity_before", row.clip_before},
+                 {"clip_similarity_after", row.clip_after},
+                 {"identity_similarity", row.identity ? json(*row.identity) : json(nullptr)},
+                 {"loss", row.loss},
+                 {"loss_clip", row.loss_clip},
+                 {"loss_l2", row.loss_l2},
+                 {"loss_id", row.loss_id},
+                 {"steps_done", row.steps_done}});
+            r.errors.push_back(row.ok ? "" : row.error);
+          }
+          r.timing = {{"steps_per_second", res.steps_per_second},
+                      {"batch_seconds", secs},
+                      {"batch_size", ws.size(0)}};
+          // Frame sequences end with the final image, then become a video where OpenCV can
+          // encode MP4.
+          for (size_t i = start; i < end; ++i) {
+            auto& frames = frame_files[i - start];
+            if (frames.empty()) continue;
+            const auto dir = fs::path(output_base(*todo[i]).string() + ".frames");
+            write_image(dir / "final.png", res.images_after[static_cast<int64_t>(i - start)]);
+            frames.push_back(dir / "final.png");
+            const auto mp4 = output_base(*todo[i]).string() + ".mp4";
+            if (!write_video(mp4, frames, 10.0)) {
+              spdlog::warn(
+                  "could not write '{}': this OpenCV cannot encode MP4 (the frames are kept)", mp4);
+            }
           }
         }
+      } catch (const std::bad_alloc&) {
+        throw out_of_memory("the allocator failed");
+      } catch (const Error&) {
+        throw;
+      } catch (const std::exception& e) {  // c10::Error, or a TorchScript interpreter error
+        const auto m = torch_message(e);
+        if (is_out_of_memory(m)) throw out_of_memory(m);
+        throw;
       }
       // The batch is computed: write it whole (a signal now waits for the writes).
       for (size_t i = start; i < end; ++i) {

@@ -83,11 +83,15 @@ int main(int argc, char** argv) {
     return fail(ExitCode::kDevice, "out of memory (try a smaller --batch)");
   } catch (const c10::Error& e) {
     const std::string m = torch_message(e);
-    if (m.find("out of memory") != std::string::npos) {
-      return fail(ExitCode::kDevice, "out of device memory: " + m + " (try a smaller --batch)");
+    if (is_out_of_memory(m)) {
+      return fail(ExitCode::kDevice, "out of memory: " + m + " (try a smaller --batch)");
     }
     return fail(ExitCode::kSomeInputsFailed, "internal error in LibTorch: " + m);
   } catch (const std::exception& e) {
-    return fail(ExitCode::kSomeInputsFailed, std::string("internal error: ") + e.what());
+    const std::string m = torch_message(e);  // one line, also for TorchScript tracebacks
+    if (is_out_of_memory(m)) {
+      return fail(ExitCode::kDevice, "out of memory: " + m + " (try a smaller --batch)");
+    }
+    return fail(ExitCode::kSomeInputsFailed, "internal error: " + m);
   }
 }

@@ -99,6 +99,9 @@ torch::Tensor parse_npy(const std::vector<char>& data, const fs::path& path) {
     try {
       size_t used = 0;
       const long long v = std::stoll(item, &used);
+      // The whole entry must be the number ("8 " yes, "8: x" no: found by fuzzing).
+      if (item.find_first_not_of(" \t", used) != std::string::npos)
+        throw std::invalid_argument(item);
       if (v < 0 || v > (int64_t(1) << 40)) throw std::out_of_range(item);
       shape.push_back(v);
       numel *= v;
@@ -121,6 +124,7 @@ torch::Tensor parse_npy(const std::vector<char>& data, const fs::path& path) {
   } else {
     throw bad("dtype '" + descr + "' is not supported; save float32 or float64");
   }
+  if (numel == 0) throw bad("the array has no elements (shape " + shape_str(shape) + ")");
   const size_t begin = offset + header_len;
   if (data.size() - begin != static_cast<size_t>(numel) * item_size) {
     throw bad("data size does not match shape " + shape_str(shape));

@@ -276,6 +276,21 @@ TEST_F(BatchCli, CompareAndGoldenDetectDrift) {
       << r.err;
 }
 
+TEST_F(BatchCli, OutOfMemoryNamesTheBatchAndSuggestsASmallerOne) {
+  // The address space is capped at 2 GiB (util-linux prlimit): LibTorch starts, but one batch of
+  // 3000 renders cannot be allocated.
+  if (!fs::exists("/usr/bin/prlimit")) GTEST_SKIP() << "no /usr/bin/prlimit";
+  auto args = edit(tmp_ / "out", {"--seed", "0-2999", "--batch", "3000", "--steps", "1"});
+  args.insert(args.begin(), {"/usr/bin/prlimit", "--as=2147483648", STYLECLIP_BINARY});
+  const auto r = test::run_program(args);
+  EXPECT_EQ(r.code, 5) << r.err;
+  EXPECT_NE(r.err.find("styleclip: error: out of memory editing seed0000 … seed2999 (3000 inputs "
+                       "per batch): use a smaller --batch"),
+            std::string::npos)
+      << r.err;
+  EXPECT_TRUE(files_with(tmp_ / "out", ".png").empty());
+}
+
 TEST_F(BatchCli, MissingCudaDeviceExitsWithTheDeviceCode) {
   if (torch::cuda::is_available()) GTEST_SKIP() << "this machine has CUDA";
   const auto r = styleclip({"generate", "--models", test::testdata("tiny").string(), "--seed", "0",

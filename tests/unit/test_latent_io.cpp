@@ -150,6 +150,33 @@ void write_archive(const std::filesystem::path& path, const std::string& pickle)
   test::write_text(path, bytes);
 }
 
+/// An .npy file with this header dict and `payload` bytes of data (format 1.0).
+void write_npy(const std::filesystem::path& path, std::string dict, size_t payload) {
+  while ((10 + dict.size() + 1) % 64 != 0) dict += ' ';
+  dict += '\n';
+  std::string bytes = std::string("\x93NUMPY\x01\x00", 8);
+  bytes += static_cast<char>(dict.size() & 0xff);
+  bytes += static_cast<char>(dict.size() >> 8);
+  test::write_text(path, bytes + dict + std::string(payload, '\0'));
+}
+
+TEST(LatentIo, NpyShapesFromFuzzing) {
+  TempDir tmp;
+  // Found by fuzz/fuzz_latent: a shape entry with trailing text, and an empty shape that led to
+  // memcpy on a null pointer.
+  write_npy(tmp / "junk.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (8, 32: x), }",
+            8 * 32 * 4);
+  EXPECT_NE(load_error(tmp / "junk.npy").find("malformed shape"), std::string::npos);
+  write_npy(tmp / "empty.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 32), }", 0);
+  EXPECT_NE(load_error(tmp / "empty.npy").find("the array has no elements (shape [0, 32])"),
+            std::string::npos)
+      << load_error(tmp / "empty.npy");
+  write_npy(tmp / "ok.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (8, 32), }",
+            8 * 32 * 4);
+  EXPECT_EQ(load_latents(tmp / "ok.npy", kNumWs, kWDim).sizes(),
+            (std::vector<int64_t>{1, kNumWs, kWDim}));
+}
+
 TEST(LatentIo, HostileArchivesFailFastWithoutHugeAllocations) {
   TempDir tmp;
   // A fuzzing find (fuzz/corpus/latent/bigalloc.seed): a length field of 2^31 made LibTorch's
