@@ -151,7 +151,26 @@ torch::Tensor parse_pt(const std::vector<char>& data, const fs::path& path) {
   if (!t.is_floating_point()) {
     throw input_error("cannot read latent '" + path.string() + "': tensor has integer dtype");
   }
-  return t.to(torch::kCPU, torch::kFloat32).contiguous();
+  // The pickle states sizes, strides and offset separately from the data: a file can describe a
+  // view beyond its storage (found by fuzzing; LibTorch then throws from deep inside a view op or
+  // reads out of bounds). Every element must lie inside the storage.
+  int64_t last = t.storage_offset();
+  bool empty = false;
+  for (int64_t d = 0; d < t.dim(); ++d) {
+    if (t.size(d) == 0) empty = true;
+    if (t.stride(d) < 0) last = -1;
+    if (t.size(d) > 0 && last >= 0) last += (t.size(d) - 1) * t.stride(d);
+  }
+  const auto storage_bytes = static_cast<int64_t>(t.storage().nbytes());
+  if (!empty && (last < 0 || (last + 1) * int64_t(t.element_size()) > storage_bytes)) {
+    throw input_error("cannot read latent '" + path.string() +
+                      "': the tensor's shape and strides reach beyond its data (corrupt file)");
+  }
+  try {
+    return t.to(torch::kCPU, torch::kFloat32).contiguous();
+  } catch (const c10::Error& e) {
+    throw input_error("cannot read latent '" + path.string() + "': " + torch_message(e));
+  }
 }
 
 /// Walks a pickle (protocols 2 to 5) opcode by opcode, checking that each argument lies inside

@@ -177,6 +177,30 @@ TEST(LatentIo, NpyShapesFromFuzzing) {
             (std::vector<int64_t>{1, kNumWs, kWDim}));
 }
 
+TEST(LatentIo, FuzzCorpusGivesResultsOrOneLineErrors) {
+  // The fuzz target's seeds, including every input that once crashed or hung it (first byte:
+  // odd = .pt, even = .npy; fuzz/fuzz_latent.cpp). In the normal build: each one loads or throws
+  // a styleclip::Error, quickly; any other exception fails the test.
+  const auto corpus = std::filesystem::path(STYLECLIP_SOURCE_DIR) / "fuzz" / "corpus" / "latent";
+  TempDir tmp;
+  int files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(corpus)) {
+    const auto bytes = test::read_text(e.path());
+    if (bytes.empty()) continue;
+    const auto path = tmp / ((bytes[0] & 1) != 0 ? "x.pt" : "x.npy");
+    test::write_text(path, bytes.substr(1));
+    const auto started = std::chrono::steady_clock::now();
+    try {
+      (void)load_latents(path, kNumWs, kWDim);
+    } catch (const Error&) {
+    }
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5)) << e.path();
+    ++files;
+  }
+  EXPECT_GE(files, 6);
+  EXPECT_NE(load_error(tmp / "none.pt").find("file does not exist"), std::string::npos);
+}
+
 TEST(LatentIo, HostileArchivesFailFastWithoutHugeAllocations) {
   TempDir tmp;
   // A fuzzing find (fuzz/corpus/latent/bigalloc.seed): a length field of 2^31 made LibTorch's
