@@ -144,13 +144,13 @@ std::pair<std::size_t, std::size_t> shard_range(std::size_t n, const Shard& s) {
 }
 
 std::vector<std::string> read_prompts(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
   std::error_code ec;
   if (!fs::exists(path, ec))
     throw input_error("cannot read prompts '" + path.string() + "': file does not exist");
   if (fs::is_directory(path, ec))
     throw input_error("cannot read prompts '" + path.string() +
                       "': is a folder, expected a text file");
+  std::ifstream in(path, std::ios::binary);
   if (!in) throw input_error("cannot read prompts '" + path.string() + "': cannot open it");
   std::stringstream ss;
   ss << in.rdbuf();

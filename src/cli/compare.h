@@ -14,10 +14,10 @@
 namespace styleclip::cli {
 
 struct CompareTolerance {
-  int pixel_levels = 1;      ///< max per-channel difference of 8-bit images
-  double min_psnr = 40.0;    ///< dB, for images that differ at all
-  double tensor_abs = 1e-4;  ///< max |a - b| over latents and style tensors
-  double number_abs = 1e-3;  ///< numbers in sidecars (metrics)
+  int pixel_levels = 1;          ///< max per-channel difference of 8-bit images
+  double min_psnr = 40.0;        ///< dB, for images that differ at all
+  double tensor_abs = 1e-4;      ///< max |a - b| over latents and style tensors
+  double number_abs = 1e-3;      ///< numbers in sidecars (metrics)
   std::set<std::string> ignore;  ///< sidecar fields left out, as dotted paths ("models.sha256")
   [[nodiscard]] nlohmann::json to_json() const;
 };

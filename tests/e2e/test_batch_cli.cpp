@@ -261,12 +261,16 @@ TEST_F(BatchCli, CompareAndGoldenDetectDrift) {
   side["metrics"]["clip_similarity_after"] = 0.5;
   test::write_text(tmp_ / "drift" / "seed0000.a-face.optimize.json", side.dump());
   fs::remove(tmp_ / "drift" / "seed0000.a-face.optimize.latent.pt");
+  const auto latent = tmp_ / "drift" / "seed0001.a-face.optimize.latent.pt";
+  save_tensor_pt(latent, read_tensor_file(latent) + 1e-3);
   test::write_text(tmp_ / "drift" / "extra.txt", "x");
   r = styleclip({"compare", golden.string(), (tmp_ / "drift").string()});
   EXPECT_EQ(r.code, 1);
   for (const auto* m : {"seed0000.a-face.optimize.json.metrics.clip_similarity_after is 0.5, "
                         "expected",
-                        "seed0000.a-face.optimize.latent.pt: missing", "extra.txt: unexpected"}) {
+                        "seed0000.a-face.optimize.latent.pt: missing", "extra.txt: unexpected",
+                        "seed0001.a-face.optimize.latent.pt: tensors differ by up to 0.001 "
+                        "(tolerance 0.0001)"}) {
     EXPECT_NE(r.err.find(m), std::string::npos) << m << "\n" << r.err;
   }
   r = styleclip({"compare", (tmp_ / "nowhere").string(), golden.string()});
