@@ -3,7 +3,7 @@
 // written plainly in Python (bench/global_reference.py, one render per call). See bench/README.md.
 //
 //   bench_global --models DIR [--channels N] [--images K] [--batch B] [--samples S] [--threads T]
-//                [--dump DIR]
+//                [--dump DIR] [--device auto|cpu|cuda[:N]] [--precision auto|fp32|tf32|bf16|fp16]
 //
 // --dump writes the inputs the Python side needs (style means, stds and sample codes) so both
 // sides render identical styles. Prints one JSON object.
@@ -20,6 +20,8 @@
 #include <styleclip/error.h>
 #include <styleclip/io/latent_io.h>
 #include <styleclip/runtime.h>
+
+#include "bench_support.h"
 
 namespace {
 
@@ -38,6 +40,8 @@ int main(int argc, char** argv) {
   int64_t batch = 64;
   int64_t samples = 2000;
   int threads = 0;
+  std::string device_spec = "cpu";
+  std::string precision_spec = "fp32";
   try {
     for (int i = 1; i < argc; ++i) {
       const std::string a = argv[i];
@@ -59,15 +63,23 @@ int main(int argc, char** argv) {
         samples = std::stoll(next());
       else if (a == "--threads")
         threads = std::stoi(next());
+      else if (a == "--device")
+        device_spec = next();
+      else if (a == "--precision")
+        precision_spec = next();
       else
         throw std::invalid_argument("unknown option " + a);
     }
     if (models.empty()) throw std::invalid_argument("--models DIR is required");
     configure_runtime(threads);
     const auto bundle = Bundle::open(models);
-    const Generator gen(bundle, torch::kCPU);
-    const Clip clip(bundle, torch::kCPU);
+    const auto device = parse_device(device_spec);
+    const auto precision = parse_precision(precision_spec, device);
+    const auto sync = [&] { synchronize_device(device); };
+    const Generator gen(bundle, device);
+    const Clip clip(bundle, device);
     PrepareOptions p;
+    p.precision = precision;
     p.samples = samples;
     p.images = images;
     p.batch = batch;
@@ -79,9 +91,12 @@ int main(int argc, char** argv) {
       save_tensors_pt(dump + "/samples.pt", stats.sample_styles);
     }
     (void)channel_directions(gen, clip, stats, layer, 0, 1, p);  // warm-up
+    sync();
+    reset_peak_device_memory(device);
     auto t0 = std::chrono::steady_clock::now();
-    const auto dirs = channel_directions(gen, clip, stats, layer, 0, channels, p);
+    const auto dirs = channel_directions(gen, clip, stats, layer, 0, channels, p).cpu();
     const double prep = seconds_since(t0);
+    const auto prep_peak = peak_device_memory(device);
     if (!dump.empty()) save_tensor_pt(dump + "/directions_cpp.pt", dirs);
 
     // Edit latency: the text direction (2 × 79 templates), then Δs, S + αΔs and one synthesis.
@@ -89,9 +104,13 @@ int main(int argc, char** argv) {
     g.layers = {layer};
     g.s_mean = stats.mean;
     g.s_std = stats.std;
-    g.directions = torch::cat(
-        {dirs, torch::zeros({gen.info().style_dims[size_t(layer)] - channels, dirs.size(1)})}, 0);
+    g.directions =
+        torch::cat(
+            {dirs, torch::zeros({gen.info().style_dims[size_t(layer)] - channels, dirs.size(1)})},
+            0)
+            .to(device);
     torch::NoGradGuard no_grad;
+    const PrecisionScope scope(precision, device);
     const auto s = gen.styles(gen.broadcast(gen.mapping(gen.seed_z(0).unsqueeze(0))));
     (void)text_direction(clip, "smiling face", "face");
     t0 = std::chrono::steady_clock::now();
@@ -99,15 +118,25 @@ int main(int argc, char** argv) {
     const double text_s = seconds_since(t0);
     constexpr int kReps = 20;
     (void)gen.synthesis_from_styles(apply_delta(s, global_delta(g, gen.info(), dt, 0.1), 4.1));
+    sync();
+    reset_peak_device_memory(device);
+    // Latency, not throughput: each edit is waited for (the image a user gets back).
     t0 = std::chrono::steady_clock::now();
     for (int r = 0; r < kReps; ++r) {
       (void)gen.synthesis_from_styles(apply_delta(s, global_delta(g, gen.info(), dt, 0.1), 4.1));
+      sync();
     }
     const double edit_s = seconds_since(t0) / kReps;
+    const auto edit_peak = peak_device_memory(device);
     rusage u{};
     getrusage(RUSAGE_SELF, &u);
     const int64_t renders = channels * 2 * images;
     std::cout << nlohmann::json{{"impl", "cpp"},
+                                {"device", device.str()},
+                                {"precision", to_string(precision)},
+                                {"prepare_peak_device_mb", megabytes(prep_peak)},
+                                {"edit_peak_device_mb", megabytes(edit_peak)},
+                                {"layer", layer},
                                 {"renders", renders},
                                 {"prepare_seconds", prep},
                                 {"renders_per_second", renders / prep},

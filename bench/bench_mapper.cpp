@@ -3,7 +3,7 @@
 // same computation in Python (bench/mapper_reference.py) on the same TorchScript models.
 //
 //   bench_mapper --models DIR --dump DIR [--steps N] [--warmup W] [--batch B] [--infer-batch K]
-//                [--threads T]
+//                [--threads T] [--device auto|cpu|cuda[:N]] [--precision auto|fp32|tf32|bf16|fp16]
 //
 // --dump receives the initial mapper, the latents and the text embedding so that Python trains
 // from identical weights on identical batches. Prints one JSON object.
@@ -22,6 +22,8 @@
 #include <styleclip/io/latent_io.h>
 #include <styleclip/runtime.h>
 
+#include "bench_support.h"
+
 int main(int argc, char** argv) {
   using namespace styleclip;
   std::string models;
@@ -31,6 +33,8 @@ int main(int argc, char** argv) {
   int64_t batch = 2;
   int64_t infer_batch = 16;
   int threads = 0;
+  std::string device_spec = "cpu";
+  std::string precision_spec = "fp32";
   try {
     for (int i = 1; i < argc; ++i) {
       const std::string a = argv[i];
@@ -52,6 +56,10 @@ int main(int argc, char** argv) {
         infer_batch = std::stoll(next());
       else if (a == "--threads")
         threads = std::stoi(next());
+      else if (a == "--device")
+        device_spec = next();
+      else if (a == "--precision")
+        precision_spec = next();
       else
         throw std::invalid_argument("unknown option " + a);
     }
@@ -59,8 +67,11 @@ int main(int argc, char** argv) {
       throw std::invalid_argument("--models DIR and --dump DIR are required");
     configure_runtime(threads);
     const auto bundle = Bundle::open(models);
-    const Generator gen(bundle, torch::kCPU);
-    const Clip clip(bundle, torch::kCPU);
+    const auto device = parse_device(device_spec);
+    const auto precision = parse_precision(precision_spec, device);
+    const auto sync = [&] { synchronize_device(device); };
+    const Generator gen(bundle, device);
+    const Clip clip(bundle, device);
     const auto& info = gen.info();
     torch::Tensor latents, text;
     {
@@ -74,13 +85,15 @@ int main(int argc, char** argv) {
     t.lr = 0.01;
     t.id_lambda = 0.0;
     t.batch = batch;
+    t.precision = precision;
     LevelsMapperOptions mo;
     mo.num_ws = info.num_ws;
     mo.w_dim = info.w_dim;
     LevelsMapper mapper(mo);
     save_mapper(dump + "/mapper0.pt", mapper, nlohmann::json::object());
-    save_tensor_pt(dump + "/latents.pt", latents);
-    save_tensor_pt(dump + "/text.pt", text);
+    save_tensor_pt(dump + "/latents.pt", latents.cpu());
+    save_tensor_pt(dump + "/text.pt", text.cpu());
+    mapper->to(device);
     const ClipLoss clip_loss(clip, info.resolution, ClipInput::kRaw);
     auto opt = make_mapper_optimizer(mapper, t);
     const auto rows = [&](int64_t s) {
@@ -88,26 +101,40 @@ int main(int argc, char** argv) {
     };
     for (int64_t s = 0; s < warmup; ++s)
       mapper_train_step(mapper, *opt, gen, clip_loss, nullptr, text, rows(s), t);
+    sync();
+    reset_peak_device_memory(device);
     auto t0 = std::chrono::steady_clock::now();
     MapperStepLosses last;
     for (int64_t s = warmup; s < warmup + steps; ++s) {
       last = mapper_train_step(mapper, *opt, gen, clip_loss, nullptr, text, rows(s), t);
     }
+    sync();
     const double train_s =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const auto train_peak = peak_device_memory(device);
 
     torch::NoGradGuard no_grad;
     mapper->eval();
-    const auto x = latents.slice(0, 0, infer_batch);
+    // Inference batches beyond the 64 stored latents repeat them.
+    const auto x = latents.repeat({(infer_batch + 63) / 64, 1, 1}).slice(0, 0, infer_batch);
+    const PrecisionScope scope(precision, device);
     (void)gen.synthesis(mapper->apply(x, 0.1));
+    sync();
+    reset_peak_device_memory(device);
     constexpr int kReps = 5;
     t0 = std::chrono::steady_clock::now();
     for (int r = 0; r < kReps; ++r) (void)gen.synthesis(mapper->apply(x, 0.1));
+    sync();
     const double infer_s =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / kReps;
+    const auto infer_peak = peak_device_memory(device);
     rusage u{};
     getrusage(RUSAGE_SELF, &u);
     std::cout << nlohmann::json{{"impl", "cpp"},
+                                {"device", device.str()},
+                                {"precision", to_string(precision)},
+                                {"train_peak_device_mb", megabytes(train_peak)},
+                                {"infer_peak_device_mb", megabytes(infer_peak)},
                                 {"train_steps_per_second", double(steps) / train_s},
                                 {"train_ms_per_step", train_s / double(steps) * 1e3},
                                 {"final_loss", last.loss},

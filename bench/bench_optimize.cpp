@@ -2,6 +2,7 @@
 // same loop in Python (bench/optimize_reference.py); see bench/README.md.
 //
 //   bench_optimize --models DIR [--steps N] [--batch B] [--warmup W] [--threads T] [--json]
+//                  [--device auto|cpu|cuda[:N]] [--precision auto|fp32|tf32|bf16|fp16]
 //   bench_optimize --models DIR [--batch B] [--dump-text FILE] [--dump-start FILE]
 //
 // The timed run: B start latents from seeds 0..B-1 (mapping, truncation 0.7, broadcast to W+),
@@ -29,6 +30,8 @@
 #include <styleclip/models/generator.h>
 #include <styleclip/runtime.h>
 
+#include "bench_support.h"
+
 namespace {
 
 constexpr const char* kText = "a smiling face";
@@ -41,13 +44,15 @@ struct Args {
   int warmup = 5;
   int threads = 0;
   bool json = false;
+  std::string device = "cpu";
+  std::string precision = "fp32";
   std::string dump_text;
   std::string dump_start;
 };
 
 const char* kUsage =
     "usage: bench_optimize --models DIR [--steps N] [--batch B] [--warmup W] [--threads T] "
-    "[--json] [--dump-text FILE] [--dump-start FILE]";
+    "[--json] [--device D] [--precision P] [--dump-text FILE] [--dump-start FILE]";
 
 int parse_int(const std::string& opt, const std::string& value, int min) {
   size_t used = 0;
@@ -88,6 +93,10 @@ Args parse_args(int argc, char** argv) {
       a.warmup = parse_int(opt, v, 0);
     } else if (opt == "--threads") {
       a.threads = parse_int(opt, v, 0);
+    } else if (opt == "--device") {
+      a.device = v;
+    } else if (opt == "--precision") {
+      a.precision = v;
     } else if (opt == "--dump-text") {
       a.dump_text = v;
     } else if (opt == "--dump-start") {
@@ -117,9 +126,10 @@ torch::Tensor start_latents(const styleclip::Generator& gen, int batch) {
 int run(const Args& a) {
   styleclip::configure_runtime(a.threads);
   const auto bundle = styleclip::Bundle::open(a.models, /*verify_checksums=*/false);
-  const torch::Device cpu(torch::kCPU);
-  const styleclip::Generator gen(bundle, cpu);
-  const styleclip::Clip clip(bundle, cpu);
+  const auto device = styleclip::parse_device(a.device);
+  const auto precision = styleclip::parse_precision(a.precision, device);
+  const styleclip::Generator gen(bundle, device);
+  const styleclip::Clip clip(bundle, device);
 
   torch::Tensor ws0, text;
   {
@@ -128,8 +138,8 @@ int run(const Args& a) {
     text = clip.encode_text({kText});
   }
   if (!a.dump_text.empty() || !a.dump_start.empty()) {
-    if (!a.dump_text.empty()) styleclip::save_tensor_pt(a.dump_text, text);
-    if (!a.dump_start.empty()) styleclip::save_tensor_pt(a.dump_start, ws0);
+    if (!a.dump_text.empty()) styleclip::save_tensor_pt(a.dump_text, text.cpu());
+    if (!a.dump_start.empty()) styleclip::save_tensor_pt(a.dump_start, ws0.cpu());
     return 0;
   }
 
@@ -138,18 +148,24 @@ int run(const Args& a) {
   o.id_lambda = 0.0;
   o.space = styleclip::LatentSpace::kWPlus;
   o.clip_input = styleclip::ClipInput::kRaw;
+  o.precision = precision;
   if (a.warmup > 0) {
     o.steps = a.warmup;
     (void)styleclip::optimize(gen, clip, nullptr, ws0, text, o);
   }
   const double rss_before = peak_rss_mb();
+  styleclip::reset_peak_device_memory(device);
   o.steps = a.steps;
   const auto res = styleclip::optimize(gen, clip, nullptr, ws0, text, o);
   double clip_after = 0;
   for (const auto& r : res.rows) clip_after += r.clip_after / double(res.rows.size());
 
+  const auto peak_dev = styleclip::peak_device_memory(device);
   const nlohmann::json out = {
       {"impl", "cpp"},
+      {"device", device.str()},
+      {"precision", styleclip::to_string(precision)},
+      {"peak_device_mb", megabytes(peak_dev)},
       {"steps_per_second", res.steps_per_second},
       {"ms_per_step", 1000.0 / res.steps_per_second},
       {"peak_rss_mb", peak_rss_mb()},

@@ -4,6 +4,7 @@ LevelsMapper and coach.py loss), on the same TorchScript generator/CLIP and the 
 mapper, latents and text as bench_mapper (its --dump folder). Prints one JSON object."""
 
 import argparse
+import contextlib
 import json
 import math
 import resource
@@ -69,18 +70,35 @@ def main():
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--infer-batch", type=int, default=16)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", choices=["fp32", "tf32", "bf16", "fp16"], default="fp32")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    torch._C._set_graph_executor_optimize(False)
-    g = torch.jit.load(f"{a.models}/generator.pt").eval()
-    c = torch.jit.load(f"{a.models}/clip.pt").eval()
+    getattr(torch._C, "_set_graph_executor_optimize", lambda _: None)(False)
+    dev = torch.device(a.device)
+    cuda = dev.type == "cuda"
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize(dev)
+
+    def scope():
+        if cuda:
+            torch.backends.cuda.matmul.allow_tf32 = a.precision == "tf32"
+            torch.backends.cudnn.allow_tf32 = a.precision == "tf32"
+        if a.precision in ("bf16", "fp16"):
+            return torch.autocast(dev.type, dtype=torch.bfloat16 if a.precision == "bf16" else torch.float16)
+        return contextlib.nullcontext()
+
+    g = torch.jit.load(f"{a.models}/generator.pt", map_location=dev).eval()
+    c = torch.jit.load(f"{a.models}/clip.pt", map_location=dev).eval()
     for m in (g, c):
         for q in m.parameters():
             q.requires_grad_(False)
     state = torch.load(f"{a.dump}/mapper0.pt")
-    latents = torch.load(f"{a.dump}/latents.pt")
-    text = torch.load(f"{a.dump}/text.pt")
-    mapper = LevelsMapper(state, state["num_ws"], state["w_dim"])
+    latents = torch.load(f"{a.dump}/latents.pt").to(dev)
+    text = torch.load(f"{a.dump}/text.pt").to(dev)
+    mapper = LevelsMapper(state, state["num_ws"], state["w_dim"]).to(dev)
     res = c.image_resolution
     size = g.synthesis(latents[:1], False).shape[-1]
     gcd = math.gcd(size, res)
@@ -89,15 +107,17 @@ def main():
     for i in range(res):
         for y in range(k * i, k * i + k):
             r[i, y // u] += 1.0 / k
-    r = r.float()
+    r = r.float().to(dev)
     opt = torch.optim.Adam(mapper.parameters(), lr=0.01)
 
     def step(s):
         w = latents[(s * a.batch) % 64:(s * a.batch) % 64 + a.batch]
         opt.zero_grad()
-        w_hat = w + 0.1 * mapper(w)
-        x = g.synthesis(w_hat, False)
-        e = c.encode_image(r @ x @ r.t())
+        with scope():
+            w_hat = w + 0.1 * mapper(w)
+            x = g.synthesis(w_hat, False)
+            e = c.encode_image(r @ x @ r.t()).float()
+        w_hat = w_hat.float()
         clip = (1 - F.cosine_similarity(e, text.expand_as(e), dim=1)).mean()
         loss = clip + 0.8 * F.mse_loss(w_hat, w)
         loss.backward()
@@ -106,18 +126,30 @@ def main():
 
     for s in range(a.warmup):
         step(s)
+    sync()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(dev)
     t0 = time.time()
     for s in range(a.warmup, a.warmup + a.steps):
         last = step(s)
+    sync()
     train_s = time.time() - t0
-    with torch.no_grad():
-        x = latents[:a.infer_batch]
+    train_peak = torch.cuda.max_memory_allocated(dev) / 1048576.0 if cuda else None
+    with torch.no_grad(), scope():
+        x = latents.repeat((a.infer_batch + 63) // 64, 1, 1)[:a.infer_batch]
         g.synthesis(x + 0.1 * mapper(x), False)
+        sync()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(dev)
         t0 = time.time()
         for _ in range(5):
             g.synthesis(x + 0.1 * mapper(x), False)
+        sync()
         infer_s = (time.time() - t0) / 5
-    print(json.dumps({"impl": "python", "train_steps_per_second": a.steps / train_s,
+    infer_peak = torch.cuda.max_memory_allocated(dev) / 1048576.0 if cuda else None
+    print(json.dumps({"impl": "python", "device": str(dev), "precision": a.precision,
+                      "train_peak_device_mb": train_peak, "infer_peak_device_mb": infer_peak,
+                      "train_steps_per_second": a.steps / train_s,
                       "train_ms_per_step": train_s / a.steps * 1e3, "final_loss": last,
                       "infer_latents_per_second": a.infer_batch / infer_s, "batch": a.batch,
                       "infer_batch": a.infer_batch,

@@ -14,6 +14,7 @@ Adam step. W warm-up steps run first as a separate, untimed run. Prints JSON lik
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -67,21 +68,41 @@ class Resize:
         return F.avg_pool2d(x, self.k) if self.k > 1 else x
 
 
-def optimize(G, clip, resize, w0, text, steps):
+def precision_scope(device, precision):
+    """The idiomatic PyTorch form of --precision: TF32 switches, autocast for bf16/fp16."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    if precision in ("bf16", "fp16"):
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        return torch.autocast(device.type, dtype=dtype)
+    return contextlib.nullcontext()
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def optimize(G, clip, resize, w0, text, steps, precision="fp32"):
     """One run of `steps` steps from w0; returns (loop seconds, final latent)."""
     w = w0.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([w], lr=LR, betas=(0.9, 0.999), eps=1e-8)
+    sync(w.device)
     t0 = time.perf_counter()
     for i in range(steps):
         opt.param_groups[0]["lr"] = get_lr(i / steps, LR)
         opt.zero_grad()
-        img = G.synthesis(w, False)
-        e = clip.encode_image(resize(img))
+        with precision_scope(w.device, precision):
+            img = G.synthesis(w, False)
+            e = clip.encode_image(resize(img))
+        e = e.float()
         c_loss = (1.0 - F.cosine_similarity(e, text.expand_as(e), dim=1, eps=1e-8)).sum()
         l2 = ((w0 - w) ** 2).sum()
         loss = c_loss + L2_LAMBDA * l2
         loss.backward()
         opt.step()
+    sync(w.device)
     return time.perf_counter() - t0, w.detach()
 
 
@@ -98,6 +119,8 @@ def main():
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--threads", type=int, default=0, help="0: torch's default")
     p.add_argument("--resize", choices=["matrix", "upsample"], default="matrix")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--precision", choices=["fp32", "tf32", "bf16", "fp16"], default="fp32")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     if args.steps < 1 or args.warmup < 0:
@@ -105,15 +128,16 @@ def main():
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    torch._C._set_graph_executor_optimize(False)  # as styleclip::configure_runtime does
+    getattr(torch._C, "_set_graph_executor_optimize", lambda _: None)(False)  # as styleclip::configure_runtime does
 
     try:
         with open(os.path.join(args.models, "manifest.json")) as f:
             manifest = json.load(f)
-        G = torch.jit.load(os.path.join(args.models, manifest["files"]["generator"]["path"]))
-        clip = torch.jit.load(os.path.join(args.models, manifest["files"]["clip"]["path"]))
-        text = torch.load(args.text_embedding).detach()
-        w0 = torch.load(args.start).detach()
+        device = torch.device(args.device)
+        G = torch.jit.load(os.path.join(args.models, manifest["files"]["generator"]["path"]), map_location=device)
+        clip = torch.jit.load(os.path.join(args.models, manifest["files"]["clip"]["path"]), map_location=device)
+        text = torch.load(args.text_embedding).detach().to(device)
+        w0 = torch.load(args.start).detach().to(device)
     except (OSError, RuntimeError, KeyError, ValueError) as e:
         fail(f"cannot load inputs: {str(e).splitlines()[0]}", 3)
     for m in (G, clip):
@@ -125,17 +149,24 @@ def main():
     if w0.dim() != 3 or w0.shape[1] != manifest["generator"]["num_ws"]:
         fail(f"start latents have shape {list(w0.shape)}, expected [B, num_ws, w_dim]", 4)
     resize = Resize(resolution, clip_res, args.resize)
+    resize.r = resize.r.to(device)
 
     if args.warmup > 0:
-        optimize(G, clip, resize, w0, text, args.warmup)
+        optimize(G, clip, resize, w0, text, args.warmup, args.precision)
     rss_before = peak_rss_mb()
-    seconds, w = optimize(G, clip, resize, w0, text, args.steps)
-    with torch.no_grad():
-        e = clip.encode_image(resize(G.synthesis(w, False)))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    seconds, w = optimize(G, clip, resize, w0, text, args.steps, args.precision)
+    peak_dev = torch.cuda.max_memory_allocated(device) / 1048576.0 if device.type == "cuda" else None
+    with torch.no_grad(), precision_scope(device, args.precision):
+        e = clip.encode_image(resize(G.synthesis(w, False))).float()
         sim = F.cosine_similarity(e, text.expand_as(e), dim=1, eps=1e-8).mean().item()
 
     out = {
         "impl": "python",
+        "device": str(device),
+        "precision": args.precision,
+        "peak_device_mb": peak_dev,
         "steps_per_second": args.steps / seconds,
         "ms_per_step": 1000.0 * seconds / args.steps,
         "peak_rss_mb": peak_rss_mb(),

@@ -165,7 +165,10 @@ def export_clip(args, manifest):
                                               vision_width=768, vision_patch_size=32,
                                               transformer_width=512, transformer_heads=8,
                                               transformer_layers=12)}[args.random_clip]
-        sd = clip.random_clip_state_dict(seed=args.seed, **sizes)
+        # The token table matches the vocabulary: 512 byte tokens, the merges, <start>, <end>
+        # (49408 for OpenAI's 48894 merges; fewer for a project-made vocabulary).
+        merges = args.vocab_merges if args.vocab_merges is not None else 48894
+        sd = clip.random_clip_state_dict(seed=args.seed, vocab_size=512 + merges + 2, **sizes)
         src = os.path.join(args.out, ".random_clip_state_dict.pt")
         torch.save(sd, src)
         try:

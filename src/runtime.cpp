@@ -1,16 +1,31 @@
 #include <styleclip/error.h>
 #include <styleclip/runtime.h>
 
+#include <atomic>
 #include <cstdlib>
+#include <iostream>
 
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
 #include <thread>
 
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
+#include <torch/version.h>
+
+#if defined(STYLECLIP_WITH_CUDA)
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+// LibTorch 2.4 replaced the per-device autocast functions (set_enabled for CUDA,
+// set_cpu_enabled, …) by ones that take the device type; the old ones are deprecated there.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#define STYLECLIP_AUTOCAST_BY_DEVICE_TYPE 1
+#endif
 
 namespace styleclip {
 
@@ -59,6 +74,167 @@ torch::Device parse_device(const std::string& spec) {
     return {torch::kCUDA, static_cast<c10::DeviceIndex>(index)};
   }
   throw usage_error("invalid --device '" + spec + "': expected auto, cpu, cuda or cuda:N");
+}
+
+Precision parse_precision(const std::string& spec, const torch::Device& device) {
+  if (spec == "auto") return device.is_cuda() ? Precision::kBf16 : Precision::kFp32;
+  if (spec == "fp32") return Precision::kFp32;
+  if (spec == "tf32") return Precision::kTf32;
+  if (spec == "bf16") return Precision::kBf16;
+  if (spec == "fp16") {
+    if (!device.is_cuda()) {
+      throw usage_error(
+          "--precision fp16 needs a CUDA device (LibTorch's CPU autocast has no fp16): "
+          "use bf16 or fp32 on the CPU");
+    }
+    return Precision::kFp16;
+  }
+  throw usage_error("invalid --precision '" + spec + "': expected auto, fp32, tf32, bf16 or fp16");
+}
+
+std::string to_string(Precision p) {
+  switch (p) {
+    case Precision::kFp32:
+      return "fp32";
+    case Precision::kTf32:
+      return "tf32";
+    case Precision::kBf16:
+      return "bf16";
+    case Precision::kFp16:
+      return "fp16";
+  }
+  return "fp32";
+}
+
+namespace {
+
+bool autocast_enabled(c10::DeviceType t) {
+#if defined(STYLECLIP_AUTOCAST_BY_DEVICE_TYPE)
+  return at::autocast::is_autocast_enabled(t);
+#else
+  return t == c10::DeviceType::CUDA ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
+#endif
+}
+
+void set_autocast_enabled(c10::DeviceType t, bool on) {
+#if defined(STYLECLIP_AUTOCAST_BY_DEVICE_TYPE)
+  at::autocast::set_autocast_enabled(t, on);
+#else
+  if (t == c10::DeviceType::CUDA) {
+    at::autocast::set_enabled(on);
+  } else {
+    at::autocast::set_cpu_enabled(on);
+  }
+#endif
+}
+
+c10::ScalarType autocast_dtype(c10::DeviceType t) {
+#if defined(STYLECLIP_AUTOCAST_BY_DEVICE_TYPE)
+  return at::autocast::get_autocast_dtype(t);
+#else
+  return t == c10::DeviceType::CUDA ? at::autocast::get_autocast_gpu_dtype()
+                                    : at::autocast::get_autocast_cpu_dtype();
+#endif
+}
+
+void set_autocast_dtype(c10::DeviceType t, c10::ScalarType dtype) {
+#if defined(STYLECLIP_AUTOCAST_BY_DEVICE_TYPE)
+  at::autocast::set_autocast_dtype(t, dtype);
+#else
+  if (t == c10::DeviceType::CUDA) {
+    at::autocast::set_autocast_gpu_dtype(dtype);
+  } else {
+    at::autocast::set_autocast_cpu_dtype(dtype);
+  }
+#endif
+}
+
+}  // namespace
+
+PrecisionScope::PrecisionScope(Precision p, const torch::Device& device) : type_(device.type()) {
+  if (device.is_cuda()) {
+    // TF32 is a CUDA matter; both switches are set for fp32 and tf32 so that "fp32" means fp32
+    // (PyTorch lets cuDNN's convolutions use TF32 by default).
+    auto& ctx = at::globalContext();
+    tf32_ = true;
+    prev_tf32_cublas_ = ctx.allowTF32CuBLAS();
+    prev_tf32_cudnn_ = ctx.allowTF32CuDNN();
+    const bool on = p == Precision::kTf32;
+    ctx.setAllowTF32CuBLAS(on);
+    ctx.setAllowTF32CuDNN(on);
+  }
+  if (p == Precision::kBf16 || p == Precision::kFp16) {
+    autocast_ = true;
+    prev_enabled_ = autocast_enabled(type_);
+    prev_dtype_ = autocast_dtype(type_);
+    prev_cache_ = at::autocast::is_autocast_cache_enabled();
+    set_autocast_dtype(type_, p == Precision::kBf16 ? at::kBFloat16 : at::kHalf);
+    set_autocast_enabled(type_, true);
+    at::autocast::set_autocast_cache_enabled(false);
+    at::autocast::increment_nesting();
+  }
+}
+
+PrecisionScope::~PrecisionScope() {
+  if (autocast_) {
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_cache_enabled(prev_cache_);
+    set_autocast_enabled(type_, prev_enabled_);
+    set_autocast_dtype(type_, prev_dtype_);
+  }
+  if (tf32_) {
+    auto& ctx = at::globalContext();
+    ctx.setAllowTF32CuBLAS(prev_tf32_cublas_);
+    ctx.setAllowTF32CuDNN(prev_tf32_cudnn_);
+  }
+}
+
+namespace {
+void stderr_warning(const std::string& message) {
+  std::cerr << "styleclip: warning: " << message << "\n";
+}
+std::atomic<WarningSink> g_warning_sink{&stderr_warning};
+}  // namespace
+
+void set_warning_sink(WarningSink sink) {
+  g_warning_sink = sink != nullptr ? sink : &stderr_warning;
+}
+
+void warn(const std::string& message) { g_warning_sink.load()(message); }
+
+void synchronize_device(const torch::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.has_index() ? device.index() : -1);
+}
+
+bool have_cuda_memory_stats() {
+#if defined(STYLECLIP_WITH_CUDA)
+  return true;
+#else
+  return false;
+#endif
+}
+
+void reset_peak_device_memory(const torch::Device& device) {
+#if defined(STYLECLIP_WITH_CUDA)
+  if (device.is_cuda()) {
+    c10::cuda::CUDACachingAllocator::resetPeakStats(device.has_index() ? device.index() : 0);
+  }
+#else
+  (void)device;
+#endif
+}
+
+int64_t peak_device_memory(const torch::Device& device) {
+#if defined(STYLECLIP_WITH_CUDA)
+  if (device.is_cuda()) {
+    const auto stats =
+        c10::cuda::CUDACachingAllocator::getDeviceStats(device.has_index() ? device.index() : 0);
+    return stats.allocated_bytes[0].peak;  // [0]: StatType::AGGREGATE, in every version
+  }
+#else
+  (void)device;
+#endif
+  return -1;
 }
 
 std::string torch_message(const std::exception& e) {

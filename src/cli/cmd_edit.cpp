@@ -50,6 +50,7 @@ struct EditOptions {
   double truncation = 0.7;
   std::string out = "styleclip-out";
   std::string device = "auto";
+  std::string precision = "auto";
   int batch = 4;
   bool compare = false;
   bool json = false;
@@ -302,6 +303,7 @@ int run_edit(const EditOptions& o) {
   }
 
   const auto device = parse_device(o.device);
+  const auto precision = parse_precision(o.precision, device);
   const auto models = resolve_models(o.models);
   const auto bundle = Bundle::open(models);
   const auto& ginfo = bundle.generator();
@@ -335,6 +337,7 @@ int run_edit(const EditOptions& o) {
   std::optional<MapperFile> mfile;
   json base_options;
   OptimizeOptions run_opt = opt;
+  run_opt.precision = precision;
   if (use_mapper) {
     mfile = load_mapper(o.mapper, ginfo.num_ws, ginfo.w_dim, device);
     (*mfile).mapper->eval();
@@ -357,6 +360,7 @@ int run_edit(const EditOptions& o) {
   }
   base_options["batch"] = o.batch;
   base_options["device"] = device.str();
+  base_options["precision"] = to_string(precision);
 
   // Inputs: seeds, then every row of every file (sorted), then this process's shard of them.
   std::vector<InputItem> all_items;
@@ -518,6 +522,7 @@ int run_edit(const EditOptions& o) {
         if (use_mapper) {
           // Engine 2 at inference: many latents per generator call, w + strength·M(w).
           torch::NoGradGuard no_grad;
+          const PrecisionScope scope(precision, device);
           r.before = gen.synthesis(ws);
           r.ws = mfile->mapper->apply(ws, strength);
           r.after = gen.synthesis(r.ws);
@@ -532,6 +537,7 @@ int run_edit(const EditOptions& o) {
                 [&](double a) { return gen.synthesis(mfile->mapper->apply(ws, a)); });
         } else if (global) {
           torch::NoGradGuard no_grad;
+          const PrecisionScope scope(precision, device);
           const auto s = gen.styles(ws);
           r.before = gen.synthesis_from_styles(s);
           r.styles = apply_delta(s, gedit, strength);
@@ -688,6 +694,10 @@ void setup_edit(CLI::App& app, Registry& reg) {
       ->check(CLI::Range(0.0, 2.0));
   sub->add_option("--out", o->out, "output folder")->capture_default_str();
   sub->add_option("--device", o->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  sub->add_option("--precision", o->precision,
+                  "the models' arithmetic: auto (bf16 on CUDA, fp32 on the CPU), fp32, tf32, bf16 "
+                  "or fp16 (CUDA); latents stay fp32")
+      ->capture_default_str();
   sub->add_option("--batch", o->batch, "inputs processed together")
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));

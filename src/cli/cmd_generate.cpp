@@ -30,6 +30,7 @@ struct GenerateOptions {
   bool save_styles = false;
   bool random_noise = false;
   std::string device = "auto";
+  std::string precision = "auto";
   int batch = 8;
   bool json = false;
 };
@@ -41,6 +42,7 @@ int run_generate(const GenerateOptions& o) {
   const auto seeds = o.seeds.empty() ? std::vector<uint64_t>{} : parse_seeds(o.seeds);
   const fs::path out_dir = o.out;
   const auto device = parse_device(o.device);
+  const auto precision = parse_precision(o.precision, device);
   const auto models = resolve_models(o.models);
   const auto bundle = Bundle::open(models);
   // Read every latent before loading the model or writing anything: a bad file fails fast.
@@ -65,7 +67,11 @@ int run_generate(const GenerateOptions& o) {
     for (size_t i = start; i < end; ++i) rows.push_back(items[i].ws);
     const auto ws = torch::cat(rows, 0);
     const auto styles = gen.styles(ws);
-    const auto images = gen.synthesis_from_styles(styles, o.random_noise);
+    torch::Tensor images;
+    {
+      const PrecisionScope scope(precision, device);
+      images = gen.synthesis_from_styles(styles, o.random_noise);
+    }
     for (size_t i = start; i < end; ++i) {
       const auto& item = items[i];
       const auto k = static_cast<int64_t>(i - start);
@@ -75,7 +81,9 @@ int run_generate(const GenerateOptions& o) {
       save_tensor_pt(latent, ws.slice(0, k, k + 1));
       json sidecar = header;
       sidecar["input"] = item.input;
-      sidecar["options"] = {{"randomize_noise", o.random_noise}, {"device", device.str()}};
+      sidecar["options"] = {{"randomize_noise", o.random_noise},
+                            {"device", device.str()},
+                            {"precision", to_string(precision)}};
       sidecar["outputs"] = {{"image", png.filename().string()},
                             {"latent", latent.filename().string()}};
       if (o.save_styles) {
@@ -120,6 +128,10 @@ void setup_generate(CLI::App& app, Registry& reg) {
   sub->add_flag("--random-noise", o->random_noise,
                 "draw fresh per-pixel noise instead of the checkpoint's fixed noise");
   sub->add_option("--device", o->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  sub->add_option("--precision", o->precision,
+                  "the models' arithmetic: auto (bf16 on CUDA, fp32 on the CPU), fp32, tf32, bf16 "
+                  "or fp16 (CUDA)")
+      ->capture_default_str();
   sub->add_option("--batch", o->batch, "images per generator call")
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));

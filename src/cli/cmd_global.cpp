@@ -35,6 +35,7 @@ struct PrepareCliOptions {
   int64_t prefix_cache_mib = 2048;
   bool resume = false;
   std::string device = "auto";
+  std::string precision = "auto";
 };
 
 std::vector<int64_t> parse_layers(const std::string& spec, const GeneratorInfo& info) {
@@ -80,6 +81,7 @@ void update_manifest(const fs::path& dir, const fs::path& file, const json& sect
 
 int run_prepare(const PrepareCliOptions& o) {
   const auto device = parse_device(o.device);
+  const auto precision = parse_precision(o.precision, device);
   const auto models = resolve_models(o.models);
   const auto bundle = Bundle::open(models);
   const auto& info = bundle.generator();
@@ -94,6 +96,7 @@ int run_prepare(const PrepareCliOptions& o) {
                         : (device.is_cuda() ? 256 : std::max<int64_t>(1, 16 * 64 * 64 / pixels));
   p.layers = o.layers.empty() ? default_global_layers(info) : parse_layers(o.layers, info);
   p.prefix_cache_mib = o.prefix_cache_mib;
+  p.precision = precision;
   if (p.images > p.samples) throw usage_error("--images must not exceed --samples");
   const Generator gen(bundle, device);
   const Clip clip(bundle, device);
@@ -219,6 +222,10 @@ void setup_global(CLI::App& app, Registry& reg) {
          "continue with --resume")
       ->check(CLI::NonNegativeNumber);
   sub->add_option("--device", o->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  sub->add_option("--precision", o->precision,
+                  "the models' arithmetic: auto (bf16 on CUDA, fp32 on the CPU), fp32, tf32, bf16 "
+                  "or fp16 (CUDA)")
+      ->capture_default_str();
   reg.push_back({sub, [o] { return run_prepare(*o); }});
 }
 

@@ -52,6 +52,7 @@ struct MapperCliOptions {
   bool resume = false;
   uint64_t seed = 0;
   std::string device = "auto";
+  std::string precision = "auto";
 };
 
 /// The training rows for a step: a fixed permutation per epoch from (seed, epoch), so a resumed
@@ -81,6 +82,7 @@ int run_mapper_train(const MapperCliOptions& o) {
     throw usage_error("invalid --pixelnorm '" + o.pixelnorm + "': expected rows or features");
   }
   const auto device = parse_device(o.device);
+  const auto precision = parse_precision(o.precision, device);
   const auto models = resolve_models(o.models);
   const auto bundle = Bundle::open(models);
   const auto& info = bundle.generator();
@@ -98,6 +100,7 @@ int run_mapper_train(const MapperCliOptions& o) {
   t.optimizer = o.optimizer;
   t.batch = o.batch;
   t.seed = o.seed;
+  t.precision = precision;
   const Generator gen(bundle, device);
   const Clip clip(bundle, device);
   std::optional<IdentityModel> identity;
@@ -318,6 +321,10 @@ void setup_mapper(CLI::App& app, Registry& reg) {
   sub->add_option("--seed", o->seed, "initial weights, sampled latents and batch order")
       ->capture_default_str();
   sub->add_option("--device", o->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  sub->add_option("--precision", o->precision,
+                  "the models' arithmetic: auto (bf16 on CUDA, fp32 on the CPU), fp32, tf32, bf16 "
+                  "or fp16 (CUDA)")
+      ->capture_default_str();
   reg.push_back({sub, [o] { return run_mapper_train(*o); }});
 }
 

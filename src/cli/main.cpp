@@ -23,6 +23,7 @@ void setup_logging(const styleclip::cli::GlobalOptions& g) {
   logger->set_level(g.quiet ? spdlog::level::warn
                             : (g.verbose ? spdlog::level::debug : spdlog::level::info));
   spdlog::set_default_logger(logger);
+  styleclip::set_warning_sink([](const std::string& m) { spdlog::warn("{}", m); });
 }
 
 int fail(styleclip::ExitCode code, const std::string& message) {

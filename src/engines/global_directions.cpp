@@ -115,8 +115,13 @@ std::vector<int64_t> default_global_layers(const GeneratorInfo& info) {
 }
 
 json PrepareOptions::to_json() const {
-  return {{"samples", samples}, {"images", images},         {"layers", layers},
-          {"seed", seed},       {"truncation", truncation}, {"sigma", sigma}};
+  return {{"samples", samples},
+          {"images", images},
+          {"layers", layers},
+          {"seed", seed},
+          {"truncation", truncation},
+          {"sigma", sigma},
+          {"precision", to_string(precision)}};
 }
 
 std::vector<int64_t> GlobalStats::offsets(const GeneratorInfo& info) const {
@@ -261,6 +266,7 @@ torch::Tensor channel_directions(const Generator& gen, const Clip& clip,
                                  int64_t end, const PrepareOptions& o) {
   torch::NoGradGuard no_grad;
   const auto dev = gen.device();
+  const PrecisionScope precision(o.precision, dev);
   const int64_t k = stats.sample_styles[0].size(0);
   const int64_t channels = end - begin;
   const int64_t total = channels * 2 * k;

@@ -9,6 +9,7 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <type_traits>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/optim/adam.h>
@@ -346,7 +347,7 @@ torch::Tensor Ranger::step(LossClosure closure) {
       auto grad = p.grad().to(work);
       auto data = p.detach().to(work);
 
-      const auto key = c10::guts::to_string(p.unsafeGetTensorImpl());
+      const auto key = optimizer_state_key<decltype(state_)>(p);
       auto it = state_.find(key);
       if (it == state_.end()) {
         auto s = std::make_unique<RangerParamState>();
@@ -437,7 +438,8 @@ json MapperTrainOptions::to_json() const {
           {"groups", groups.to_json()},
           {"optimizer", optimizer},
           {"batch", batch},
-          {"seed", seed}};
+          {"seed", seed},
+          {"precision", to_string(precision)}};
 }
 
 void validate(const MapperTrainOptions& o, bool has_identity_model) {
@@ -487,6 +489,7 @@ MapperStepLosses mapper_train_step(LevelsMapper& mapper, torch::optim::Optimizer
   const auto text_e = text.to(dev).detach();
   mapper->train();
   optimizer.zero_grad();
+  const PrecisionScope precision(o.precision, dev);
 
   // coach.py train(): x from w with fixed noise (no gradient), w' = w + 0.1·M(w), x' = G(w').
   std::optional<IdentityLoss> id_loss;

@@ -16,7 +16,8 @@ nlohmann::json OptimizeOptions::to_json() const {
           {"space", space == LatentSpace::kWPlus ? "W+" : "S"},
           {"mode", free_mode ? "free" : "edit"},
           {"clip_input", to_string(clip_input)},
-          {"frame_every", frame_every}};
+          {"frame_every", frame_every},
+          {"precision", to_string(precision)}};
 }
 
 // run_optimization.py `get_lr` (algorithms §1.5).
@@ -66,6 +67,8 @@ OptimizeResult optimize(const Generator& gen, const Clip& clip, const IdentityMo
   validate(o, identity != nullptr);
   gen.check_wplus(ws0, "start latent");
   const auto dev = gen.device();
+  // Every forward pass below, the final metrics included, at the chosen precision (issue #10).
+  const PrecisionScope precision(o.precision, dev);
   const auto w0 = ws0.to(dev).detach().contiguous();
   const int64_t n = w0.size(0);
   const auto text_e = text.to(dev).detach();
@@ -103,7 +106,12 @@ OptimizeResult optimize(const Generator& gen, const Clip& clip, const IdentityMo
   auto& group_options = static_cast<torch::optim::AdamOptions&>(adam.param_groups()[0].options());
 
   res.rows.resize(static_cast<size_t>(n));
-  auto active = torch::ones({n}, torch::TensorOptions().dtype(torch::kBool));  // on the CPU
+  // Row bookkeeping stays on the device: no host copy inside the loop except one small check
+  // every kSyncEvery steps (are all rows dead?), so a GPU is fed without waiting (issue #10).
+  constexpr int kSyncEvery = 10;
+  const auto on_dev = torch::TensorOptions().device(dev);
+  auto active = torch::ones({n}, on_dev.dtype(torch::kBool));
+  auto failed_at = torch::full({n}, -1, on_dev.dtype(torch::kInt64));
   // `good`: per row, the latest parameters whose loss was finite. A row that fails is put back
   // to them after every step (after backward: a leaf in the graph must not change before).
   std::vector<torch::Tensor> good;
@@ -130,44 +138,49 @@ OptimizeResult optimize(const Generator& gen, const Clip& clip, const IdentityMo
     const auto img = w_space ? gen.synthesis(w) : gen.synthesis_from_styles(s);
     const auto total = total_loss(img);
 
-    // One small host sync per step: which rows are still finite.
-    const auto finite = torch::isfinite(total.detach()).to(torch::kCPU);
+    const auto finite = torch::isfinite(total.detach());
     const auto newly_failed = active.logical_and(finite.logical_not());
-    if (newly_failed.any().item<bool>()) {
-      for (int64_t i = 0; i < n; ++i) {
-        if (!newly_failed[i].item<bool>()) continue;
-        auto& row = res.rows[static_cast<size_t>(i)];
-        row.ok = false;
-        row.steps_done = step;
-        row.error = "loss became NaN or Inf at step " + std::to_string(step) +
-                    " (try a smaller --lr); kept its last finite latent";
-      }
-      active = active.logical_and(finite);
+    failed_at = torch::where(newly_failed, torch::full_like(failed_at, step), failed_at);
+    active = active.logical_and(finite);
+    if (step % kSyncEvery == 0 || step + 1 == o.steps) {
+      if (!active.any().item<bool>()) break;
     }
-    if (!active.any().item<bool>()) break;
     const auto failed = active.logical_not();
-    const bool any_failed = failed.any().item<bool>();
     if (callbacks.frame && o.frame_every > 0 && step % o.frame_every == 0)
       callbacks.frame(step, img.detach());
 
     std::vector<torch::Tensor> pre;
     for (const auto& p : params) pre.push_back(p.detach().clone());
-    const auto loss = torch::where(active.to(dev), total, torch::zeros_like(total)).sum();
+    const auto loss = torch::where(active, total, torch::zeros_like(total)).sum();
     loss.backward();
     adam.step();
+    // Failed rows go back to their last finite values (a no-op for the others); finite rows
+    // remember this step's values. Both on the device, every step, without asking which.
     for (size_t p = 0; p < params.size(); ++p) {
-      if (any_failed) restore_rows(params[p], good[p], failed);
+      restore_rows(params[p], good[p], failed);
       restore_rows(good[p], pre[p], active);
     }
     if (callbacks.progress) {
-      const double mean = loss.item<double>() / double(active.sum().item<int64_t>());
+      const auto alive = active.sum().item<int64_t>();
+      const double mean = alive > 0 ? loss.item<double>() / double(alive) : 0.0;
       callbacks.progress(step + 1, o.steps, mean);
     }
   }
+  synchronize_device(dev);
   const double loop_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const auto failed = active.logical_not();
   for (size_t p = 0; p < params.size(); ++p) restore_rows(params[p], good[p], failed);
+  const auto failed_steps = failed_at.cpu();
+  for (int64_t i = 0; i < n; ++i) {
+    const auto at_step = failed_steps[i].item<int64_t>();
+    if (at_step < 0) continue;
+    auto& row = res.rows[static_cast<size_t>(i)];
+    row.ok = false;
+    row.steps_done = static_cast<int>(at_step);
+    row.error = "loss became NaN or Inf at step " + std::to_string(at_step) +
+                " (try a smaller --lr); kept its last finite latent";
+  }
 
   // Final metrics, from the final latent (the image and the saved latent agree; the reference
   // keeps the image from before its last step).

@@ -1,5 +1,5 @@
 // SHA-256 as specified in FIPS 180-4 §6.2. Written here rather than pulled from OpenSSL so the
-// core library needs nothing beyond LibTorch, spdlog, nlohmann_json, ICU and zlib.
+// core library needs nothing beyond LibTorch, nlohmann_json, ICU and zlib.
 #include <styleclip/error.h>
 #include <styleclip/io/sha256.h>
 

@@ -6,7 +6,6 @@
 #include <cmath>
 #include <sstream>
 
-#include <spdlog/spdlog.h>
 #include <torch/nn/functional/upsampling.h>
 
 namespace styleclip {
@@ -73,8 +72,8 @@ torch::Tensor Clip::tokenize(const std::vector<std::string>& texts) const {
   for (size_t r = 0; r < texts.size(); ++r) {
     const auto tok = tokenizer_->tokenize(texts[r], info_.context_length);
     if (tok.truncated) {
-      spdlog::warn("prompt '{}' is longer than CLIP's {} tokens: it was cut", texts[r],
-                   info_.context_length);
+      warn("prompt '" + texts[r] + "' is longer than CLIP's " +
+           std::to_string(info_.context_length) + " tokens: it was cut");
     }
     out[static_cast<int64_t>(r)] = torch::tensor(tok.ids, torch::kInt64);
   }
@@ -82,7 +81,10 @@ torch::Tensor Clip::tokenize(const std::vector<std::string>& texts) const {
 }
 
 torch::Tensor Clip::encode_tokens(const torch::Tensor& tokens) const {
-  return impl_->module.get_method("encode_text")({tokens.to(device_)}).toTensor();
+  // fp32 out whatever the autocast scope: the losses and stored embeddings stay fp32.
+  return impl_->module.get_method("encode_text")({tokens.to(device_)})
+      .toTensor()
+      .to(torch::kFloat32);
 }
 
 torch::Tensor Clip::encode_text(const std::vector<std::string>& texts) const {
@@ -97,7 +99,9 @@ torch::Tensor Clip::encode_pixels(const torch::Tensor& pixels) const {
       << "]";
     throw input_error(s.str());
   }
-  return impl_->module.get_method("encode_image")({pixels.to(device_)}).toTensor();
+  return impl_->module.get_method("encode_image")({pixels.to(device_)})
+      .toTensor()
+      .to(torch::kFloat32);
 }
 
 torch::Tensor Clip::encode_image(const torch::Tensor& images) const {

@@ -82,7 +82,8 @@ torch::Tensor Generator::mapping(const torch::Tensor& z) const {
     throw input_error("mapping input has shape " + shape_str(z) + ", expected [N, " +
                       std::to_string(info_.z_dim) + "]");
   }
-  return impl_->module.get_method("mapping")({z.to(device_)}).toTensor();
+  // Outputs go back to fp32 (a no-op without autocast): latents stay fp32 under --precision.
+  return impl_->module.get_method("mapping")({z.to(device_)}).toTensor().to(torch::kFloat32);
 }
 
 torch::Tensor Generator::truncate(const torch::Tensor& w, double psi) const {
@@ -104,12 +105,16 @@ void Generator::check_wplus(const torch::Tensor& ws, const std::string& what) co
 
 std::vector<torch::Tensor> Generator::styles(const torch::Tensor& ws) const {
   check_wplus(ws, "W+ latent");
-  return impl_->module.get_method("styles")({ws.to(device_)}).toTensorVector();
+  auto out = impl_->module.get_method("styles")({ws.to(device_)}).toTensorVector();
+  for (auto& t : out) t = t.to(torch::kFloat32);
+  return out;
 }
 
 torch::Tensor Generator::synthesis(const torch::Tensor& ws, bool randomize_noise) const {
   check_wplus(ws, "W+ latent");
-  auto img = impl_->module.get_method("synthesis")({ws.to(device_), randomize_noise}).toTensor();
+  auto img = impl_->module.get_method("synthesis")({ws.to(device_), randomize_noise})
+                 .toTensor()
+                 .to(torch::kFloat32);
   TORCH_CHECK(img.dim() == 4 && img.size(1) == 3 && img.size(2) == info_.resolution,
               "generator returned an image of shape ", img.sizes());
   return img;
@@ -148,7 +153,8 @@ torch::Tensor Generator::synthesis_suffix(const std::vector<torch::Tensor>& pref
   return impl_->module
       .get_method("synthesis_suffix")(
           {tensor_list(prefix, device_), upto, tensor_list(styles, device_)})
-      .toTensor();
+      .toTensor()
+      .to(torch::kFloat32);
 }
 
 torch::Tensor Generator::synthesis_from_styles(const std::vector<torch::Tensor>& styles,
@@ -166,7 +172,9 @@ torch::Tensor Generator::synthesis_from_styles(const std::vector<torch::Tensor>&
     }
     list.push_back(styles[i].to(device_));
   }
-  return impl_->module.get_method("synthesis_from_styles")({list, randomize_noise}).toTensor();
+  return impl_->module.get_method("synthesis_from_styles")({list, randomize_noise})
+      .toTensor()
+      .to(torch::kFloat32);
 }
 
 }  // namespace styleclip

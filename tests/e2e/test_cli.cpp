@@ -111,6 +111,47 @@ TEST(Cli, GenerateSeedsWritesImageLatentSidecar) {
   EXPECT_EQ(std::distance(fs::directory_iterator(out), fs::directory_iterator()), 12);
 }
 
+TEST(Cli, PrecisionIsRecordedAndFp16OnTheCpuIsAUsageError) {
+  SKIP_UNLESS_BUNDLE("tiny");
+  TempDir tmp;
+  auto r = styleclip({"generate", "--models", tiny(), "--seed", "0", "--out", (tmp / "a").string(),
+                      "--device", "cpu"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto side = json::parse(test::read_text(tmp / "a" / "seed0000.json"));
+  EXPECT_EQ(side["options"]["precision"], "fp32");  // auto on the CPU
+  r = styleclip({"generate", "--models", tiny(), "--seed", "0", "--out", (tmp / "b").string(),
+                 "--device", "cpu", "--precision", "bf16"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  side = json::parse(test::read_text(tmp / "b" / "seed0000.json"));
+  EXPECT_EQ(side["options"]["precision"], "bf16");
+  // The bf16 image is close to the fp32 one but was really computed differently.
+  const auto a = read_image_rgb(tmp / "a" / "seed0000.png").to(torch::kInt32);
+  const auto b = read_image_rgb(tmp / "b" / "seed0000.png").to(torch::kInt32);
+  EXPECT_LE((a - b).abs().max().item<int>(), 24);
+  EXPECT_TRUE(a.ne(b).any().item<bool>());
+
+  for (const std::vector<std::string>& cmd :
+       {std::vector<std::string>{"generate", "--seed", "0", "--out", (tmp / "c").string()},
+        std::vector<std::string>{"edit", "--seed", "0", "--text", "x", "--out",
+                                 (tmp / "c").string()}}) {
+    auto args = cmd;
+    for (const std::string& extra :
+         std::vector<std::string>{"--models", tiny(), "--device", "cpu", "--precision", "fp16"})
+      args.push_back(extra);
+    r = styleclip(args);
+    EXPECT_EQ(r.code, 2) << cmd[0];
+    EXPECT_EQ(r.err,
+              "styleclip: error: --precision fp16 needs a CUDA device (LibTorch's CPU autocast has "
+              "no fp16): use bf16 or fp32 on the CPU\n")
+        << cmd[0];
+    EXPECT_FALSE(fs::exists(tmp / "c")) << cmd[0];
+  }
+  r = styleclip({"generate", "--models", tiny(), "--seed", "0", "--out", (tmp / "d").string(),
+                 "--precision", "double"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("invalid --precision 'double'"), std::string::npos) << r.err;
+}
+
 TEST(Cli, GenerateIsDeterministicAndLatentRoundTrips) {
   SKIP_UNLESS_BUNDLE("tiny");
   TempDir tmp;

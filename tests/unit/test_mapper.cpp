@@ -356,7 +356,7 @@ TEST(Ranger, MatchesTheUpdateRuleByHand) {
   EXPECT_NEAR(b[0][0].item<double>(), 1.45275789, 1e-7);
   EXPECT_NEAR(b[0][1].item<double>(), -0.20275789, 1e-7);
   const auto& st = static_cast<const RangerParamState&>(
-      *ranger.state().at(c10::guts::to_string(a.unsafeGetTensorImpl())));
+      *ranger.state().at(optimizer_state_key<std::decay_t<decltype(ranger.state())>>(a)));
   EXPECT_EQ(st.step(), kSteps);
   EXPECT_NEAR(st.slow_buffer()[0].item<double>(), ra[0].slow, 1e-12);
 }

@@ -22,6 +22,7 @@
 
 #include <styleclip/models/clip.h>
 #include <styleclip/models/generator.h>
+#include <styleclip/runtime.h>
 
 namespace styleclip {
 
@@ -63,6 +64,9 @@ struct PrepareOptions {
   /// generator exports `synthesis_prefix` and the cached activations fit in this many MiB;
   /// 0 turns the reuse off. The result is the same either way (tested to 1e-5).
   int64_t prefix_cache_mib = 2048;
+  /// The arithmetic of the channel renders and their CLIP encodings (the statistics of S stay
+  /// fp32: they are cheap and every direction is measured against them).
+  Precision precision = Precision::kFp32;
 
   [[nodiscard]] nlohmann::json to_json() const;
 };

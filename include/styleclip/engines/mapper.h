@@ -23,8 +23,10 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -38,6 +40,7 @@
 #include <styleclip/losses/losses.h>
 #include <styleclip/models/generator.h>
 #include <styleclip/models/identity.h>
+#include <styleclip/runtime.h>
 
 namespace styleclip {
 
@@ -205,6 +208,20 @@ class Ranger : public torch::optim::Optimizer {
   void load(torch::serialize::InputArchive& archive) override;
 };
 
+/// The key LibTorch's optimisers file a parameter's state under (what `torch::optim::serialize`
+/// looks up again): the TensorImpl's address as text in LibTorch 1.x, the address itself in 2.x.
+template <typename StateMap>
+typename StateMap::key_type optimizer_state_key(const torch::Tensor& p) {
+  using Key = typename StateMap::key_type;
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream s;
+    s << static_cast<const void*>(p.unsafeGetTensorImpl());  // c10::guts::to_string's format
+    return s.str();
+  } else {
+    return p.unsafeGetTensorImpl();
+  }
+}
+
 /// An optimiser's state (Ranger, Adam, …) to a file as `torch::save` writes it, atomically; and
 /// back into an optimiser built over the same parameters (input error naming the file).
 void save_optimizer_state(const std::filesystem::path& path,
@@ -224,6 +241,9 @@ struct MapperTrainOptions {
   std::string optimizer = "ranger";  ///< "ranger" or "adam" (PyTorch's defaults but lr)
   int64_t batch = 2;
   uint64_t seed = 0;  ///< initial weights and batch order
+  /// The arithmetic of the generator's, CLIP's and the mapper's forward passes; the mapper's
+  /// weights and the optimiser's state stay fp32.
+  Precision precision = Precision::kFp32;
 
   [[nodiscard]] nlohmann::json to_json() const;
 };

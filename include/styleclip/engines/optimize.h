@@ -22,6 +22,7 @@
 #include <styleclip/models/clip.h>
 #include <styleclip/models/generator.h>
 #include <styleclip/models/identity.h>
+#include <styleclip/runtime.h>
 
 namespace styleclip {
 
@@ -36,6 +37,8 @@ struct OptimizeOptions {
   bool free_mode = false;  ///< CLIP term only (the reference's free_generation)
   ClipInput clip_input = ClipInput::kRaw;
   int frame_every = 0;  ///< keep an image every K steps (0: none)
+  /// The models' arithmetic (autocast scope around the loop); latents and Adam's state stay fp32.
+  Precision precision = Precision::kFp32;
 
   [[nodiscard]] nlohmann::json to_json() const;
 };
