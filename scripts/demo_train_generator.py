@@ -270,6 +270,27 @@ def scene_code(scenes: Dict[str, torch.Tensor]) -> torch.Tensor:
     return c * 2
 
 
+def mix_colours(scenes: Dict[str, torch.Tensor], code: torch.Tensor, fraction: float,
+                gen: torch.Generator) -> torch.Tensor:
+    """For `fraction` of the rows, the shape's and the background's colours become t·a + (1 − t)·b
+    of two palette colours, in the code (the one-hot parts) and in the rendered RGB alike, so that
+    the synthesis network is smooth between the palette's codes: edits move W continuously."""
+    n = code.shape[0]
+    pick = torch.rand(n, generator=gen) < fraction
+    code = code.clone()
+    for key, offset, names in (("colour", 0, world.COLOURS), ("bg", 11, world.BACKGROUNDS)):
+        other = torch.randint(0, len(names), (n,), generator=gen)
+        t = torch.where(pick, torch.rand(n, generator=gen), torch.ones(n))
+        rows = torch.arange(n)
+        onehot = torch.zeros(n, len(names))
+        onehot[rows, scenes[key]] += t
+        onehot[rows, other] += 1 - t
+        code[:, offset:offset + len(names)] = 2 * onehot
+        pal = world.palette_tensor(names)
+        scenes["fg_rgb" if key == "colour" else "bg_rgb"] = t[:, None] * pal[scenes[key]] + (1 - t[:, None]) * pal[other]
+    return code
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True)
@@ -281,6 +302,11 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu or cuda: the same training, faster")
     ap.add_argument("--max-minutes", type=float, default=0,
                     help="stop after this long with a checkpoint (0: run to the end); rerun resumes")
+    ap.add_argument("--mix-colours", type=float, default=0.0,
+                    help="fraction of the batch whose shape and background colours are blends of two "
+                         "palette colours, coded as the same blend of their one-hots")
+    ap.add_argument("--layer-noise", type=float, default=0.0,
+                    help="std of independent noise per W+ row (the engines edit rows separately)")
     ap.add_argument("--ckpt-every", type=int, default=200)
     ap.add_argument("--sample-every", type=int, default=1000)
     args = ap.parse_args()
@@ -341,13 +367,19 @@ def main() -> None:
         scenes = scenes_from_z(z)
         target = (world.render(scenes) * 2 - 1).to(dev)
         w = scene_code(scenes)
+        if args.mix_colours > 0:
+            w = mix_colours(scenes, w, args.mix_colours, gen)
+            target = (world.render(scenes) * 2 - 1).to(dev)
         # Truncation toward the average code (psi in [0.4, 1] for half the batch) and a little
         # noise must give the same scene: `--truncation 0.7`, the default for seeds, and the
         # engines' edits move W off the exact codes.
         psi = torch.where(torch.rand(args.batch, 1, generator=gen) < 0.5,
                           0.4 + 0.6 * torch.rand(args.batch, 1, generator=gen), torch.ones(args.batch, 1))
         w = code_mean + psi * (w - code_mean) + 0.05 * torch.randn(w.shape, generator=gen)
-        img = g.synthesis(w.to(dev).unsqueeze(1).repeat(1, g.num_ws, 1))
+        ws = w.unsqueeze(1).repeat(1, g.num_ws, 1)
+        if args.layer_noise > 0:
+            ws = ws + args.layer_noise * torch.randn(ws.shape, generator=gen)
+        img = g.synthesis(ws.to(dev))
         loss = F.mse_loss(img, target) + 0.5 * F.l1_loss(img, target)
         opt_s.zero_grad(set_to_none=True)
         loss.backward()

@@ -106,8 +106,10 @@ def render(scenes: Dict[str, torch.Tensor], res: int = RESOLUTION, supersample: 
     kind = scenes["shape"].view(n, 1, 1)
     mask = torch.where(kind == 0, circle, torch.where(kind == 1, square, tri)).float()
     cover = F.avg_pool2d(mask.unsqueeze(1), supersample)        # [N, 1, res, res]
-    fg = palette_tensor(COLOURS)[scenes["colour"]].view(n, 3, 1, 1)
-    bg = palette_tensor(BACKGROUNDS)[scenes["bg"]].view(n, 3, 1, 1)
+    # Explicit RGB (a blend of two palette colours, for the generator's training) wins over the index.
+    fg = scenes["fg_rgb"] if "fg_rgb" in scenes else palette_tensor(COLOURS)[scenes["colour"]]
+    bg = scenes["bg_rgb"] if "bg_rgb" in scenes else palette_tensor(BACKGROUNDS)[scenes["bg"]]
+    fg, bg = fg.view(n, 3, 1, 1), bg.view(n, 3, 1, 1)
     return bg * (1 - cover) + fg * cover
 
 

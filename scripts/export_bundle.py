@@ -73,6 +73,9 @@ def parse_args(argv):
     mp.add_argument("--num-ws", type=int, default=None,
                     help="with --mapper: W+ rows of the target generator (default: from the checkpoint's "
                          "stylegan_size, 18 for 1024 px)")
+    fd = p.add_argument_group("face detector (for photos: styleclip align / edit PHOTO)")
+    fd.add_argument("--face-detector", metavar="ONNX",
+                    help="a YuNet face detector (face_detection_yunet_2022mar.onnx), copied into the bundle")
     gs = p.add_argument_group("global directions (StyleCLIP's published files)")
     gs.add_argument("--global-stats", metavar="FS3_NPY", help="fs3.npy: per-channel CLIP directions")
     gs.add_argument("--s-mean-std", metavar="FILE", help="S_mean_std: the pickled per-layer means and stds")
@@ -226,6 +229,24 @@ def export_identity(args, manifest):
     print(f"identity: IR-SE50, {section['config']['embed_dim']}-d features -> {args.out}/identity.pt")
 
 
+def export_face_detector(args, manifest):
+    from styleclip_export import bundle
+
+    if not os.path.isfile(args.face_detector):
+        fail(f"cannot read face detector '{args.face_detector}': file does not exist")
+    with open(args.face_detector, "rb") as f:
+        head = f.read(64)
+    if len(head) < 16 or head[:1] != b"\x08":  # ONNX ModelProto starts with field 1 (ir_version)
+        fail(f"face detector '{args.face_detector}' is not an ONNX model (expected YuNet's .onnx)")
+    os.makedirs(args.out, exist_ok=True)
+    name = "face_detector.onnx"
+    tmp = os.path.join(args.out, name + ".tmp")
+    shutil.copyfile(args.face_detector, tmp)
+    os.replace(tmp, os.path.join(args.out, name))
+    manifest["files"]["face_detector"] = bundle.file_entry(args.out, name)
+    print(f"face detector: {os.path.basename(args.face_detector)} -> {args.out}/{name}")
+
+
 def export_global_stats(args, manifest):
     from styleclip_export import bundle, global_stats
 
@@ -263,7 +284,7 @@ def main(argv=None):
         fail("give either --clip CKPT or --random-clip, not both")
     if args.identity and args.random_identity:
         fail("give either --identity CKPT or --random-identity, not both")
-    if not (args.stylegan or args.random or args.clip or args.random_clip or args.identity
+    if not (args.stylegan or args.random or args.clip or args.random_clip or args.identity or args.face_detector
             or args.random_identity or args.global_stats):
         fail("nothing to export: give --stylegan CKPT, --random, --clip CKPT, --random-clip, "
              "--identity CKPT or --random-identity")
@@ -284,6 +305,8 @@ def main(argv=None):
         export_identity(args, manifest)
     if args.global_stats:
         export_global_stats(args, manifest)
+    if args.face_detector:
+        export_face_detector(args, manifest)
     bundle.write_manifest(args.out, manifest)
 
 

@@ -71,12 +71,16 @@ nlohmann::json sidecar_header(const std::string& command, const fs::path& models
   std::tm tm{};
   gmtime_r(&now, &tm);
   std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return {{"tool", "styleclip"},
-          {"version", STYLECLIP_VERSION},
-          {"command", command},
-          {"created", stamp},
-          {"models",
-           {{"dir", fs::absolute(models).lexically_normal().string()}, {"sha256", checksums}}}};
+  nlohmann::json side = {{"tool", "styleclip"},
+                         {"version", STYLECLIP_VERSION},
+                         {"command", command},
+                         {"created", stamp},
+                         {"models", nullptr}};  // a command that used no bundle
+  if (!models.empty()) {
+    side["models"] = {{"dir", fs::absolute(models).lexically_normal().string()},
+                      {"sha256", checksums}};
+  }
+  return side;
 }
 
 void write_json(const fs::path& path, const nlohmann::json& j) {

@@ -40,6 +40,7 @@ void setup_edit(CLI::App& app, Registry& reg);
 void setup_global(CLI::App& app, Registry& reg);
 void setup_mapper(CLI::App& app, Registry& reg);
 void setup_compare(CLI::App& app, Registry& reg);
+void setup_align(CLI::App& app, Registry& reg);
 
 /// `--models DIR` with its default: $STYLECLIP_MODELS, else the bundled demonstration model.
 void add_models_option(CLI::App& app, std::string& target);

@@ -58,6 +58,7 @@ int main(int argc, char** argv) {
   cli::setup_tokenize(app, registry);
   cli::setup_embed(app, registry);
   cli::setup_compare(app, registry);
+  cli::setup_align(app, registry);
 
   try {
     app.parse(argc, argv);

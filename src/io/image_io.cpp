@@ -94,7 +94,9 @@ torch::Tensor read_image_rgb(const fs::path& path) {
   }
   cv::Mat img;
   try {
-    img = cv::imread(path.string(), cv::IMREAD_UNCHANGED | cv::IMREAD_ANYDEPTH);
+    // ANYCOLOR | ANYDEPTH rather than UNCHANGED: the same pixels (alpha dropped), but with the
+    // EXIF orientation applied, as a camera's JPEG must be (UNCHANGED ignores it).
+    img = cv::imread(path.string(), cv::IMREAD_ANYCOLOR | cv::IMREAD_ANYDEPTH);
   } catch (const cv::Exception&) {
     img = cv::Mat();
   }

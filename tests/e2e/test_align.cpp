@@ -1,0 +1,282 @@
+// Photos (issue #7): the FFHQ quad from landmarks, the aligned crop, paste-back, YuNet detection
+// on the fixture photos, and `styleclip align` end to end with its error paths.
+#include <styleclip/error.h>
+#include <styleclip/io/face_align.h>
+#include <styleclip/io/image_io.h>
+
+#include <cmath>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "test_support.h"
+
+namespace styleclip {
+namespace {
+namespace fs = std::filesystem;
+using nlohmann::json;
+using test::TempDir;
+
+fs::path yunet() { return test::fixtures_dir() / "faces" / "yunet_2022mar.onnx"; }
+fs::path photo(const std::string& name) {
+  return test::fixtures_dir() / "images" / (name + ".png");
+}
+
+/// Landmarks of an upright face (eyes 20 apart at y 50, mouth corners 16 apart at y 70) rotated
+/// by `deg` about (50, 60) and scaled by `k`.
+std::array<Point2, 5> face_landmarks(double deg, double k) {
+  const std::array<Point2, 5> up = {Point2{40, 50}, Point2{60, 50}, Point2{50, 60}, Point2{42, 70},
+                                    Point2{58, 70}};
+  const double a = deg * M_PI / 180, c = std::cos(a), s = std::sin(a);
+  std::array<Point2, 5> out;
+  for (size_t i = 0; i < 5; ++i) {
+    const double x = (up[i].x - 50) * k, y = (up[i].y - 60) * k;
+    out[i] = {50 + c * x - s * y, 60 + s * x + c * y};
+  }
+  return out;
+}
+
+TEST(FaceAlign, QuadOfUprightLandmarksFollowsTheRecipe) {
+  // eye_avg (50, 50), eye_to_eye (20, 0), eye_to_mouth (0, 20): x = (20 + 20, 0) = (40, 0),
+  // |x| scaled to max(2·20, 1.8·20) = 40; y = (0, 40); c = (50, 52).
+  const auto a = ffhq_alignment(face_landmarks(0, 1), 256);
+  const std::array<Point2, 4> want = {Point2{10, 12}, Point2{10, 92}, Point2{90, 92},
+                                      Point2{90, 12}};
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_NEAR(a.quad[i].x, want[i].x, 1e-9) << i;
+    EXPECT_NEAR(a.quad[i].y, want[i].y, 1e-9) << i;
+  }
+  EXPECT_NEAR(a.qsize, 80, 1e-9);
+}
+
+TEST(FaceAlign, QuadRotatesAndScalesWithTheFace) {
+  const auto ref = ffhq_alignment(face_landmarks(0, 1), 256);
+  for (const double deg : {-35.0, 12.0, 90.0}) {
+    for (const double k : {0.5, 3.0}) {
+      const auto a = ffhq_alignment(face_landmarks(deg, k), 256);
+      const double r = deg * M_PI / 180;
+      for (size_t i = 0; i < 4; ++i) {
+        const double x = (ref.quad[i].x - 50) * k, y = (ref.quad[i].y - 60) * k;
+        EXPECT_NEAR(a.quad[i].x, 50 + std::cos(r) * x - std::sin(r) * y, 1e-9) << deg << " " << k;
+        EXPECT_NEAR(a.quad[i].y, 60 + std::sin(r) * x + std::cos(r) * y, 1e-9) << deg << " " << k;
+      }
+      EXPECT_NEAR(a.qsize, 80 * k, 1e-9);
+    }
+  }
+}
+
+TEST(FaceAlign, DegenerateLandmarksAreAnInputError) {
+  std::array<Point2, 5> same;
+  same.fill(Point2{5, 5});
+  EXPECT_THROW((void)ffhq_alignment(same, 64), Error);
+}
+
+torch::Tensor smooth_photo(int h, int w) {
+  // A smooth colour field (so bilinear resampling is nearly exact) with some structure.
+  auto y = torch::arange(h, torch::kFloat32).view({h, 1, 1});
+  auto x = torch::arange(w, torch::kFloat32).view({1, w, 1});
+  auto c = torch::tensor({0.f, 2.f, 4.f}).view({1, 1, 3});
+  return (127.5 + 100 * torch::sin(x / 23.0 + c) * torch::cos(y / 31.0 - c))
+      .round()
+      .to(torch::kUInt8);
+}
+
+TEST(FaceAlign, AxisAlignedQuadAtScaleOneCopiesThePixels) {
+  const auto img = smooth_photo(120, 150);
+  Alignment a;
+  a.size = 64;
+  a.qsize = 64;
+  // Crop pixel (u, v) ↦ photo (30 + u, 20 + v): the square's outer corners sit half a pixel out.
+  a.quad = {Point2{29.5, 19.5}, Point2{29.5, 83.5}, Point2{93.5, 83.5}, Point2{93.5, 19.5}};
+  const auto crop = align_face(img, a);
+  EXPECT_TRUE(torch::equal(crop, img.slice(0, 20, 84).slice(1, 30, 94)));
+}
+
+TEST(FaceAlign, PasteBackOfTheUneditedCropGivesThePhotoBack) {
+  const auto img = smooth_photo(200, 240);
+  const auto a = ffhq_alignment(face_landmarks(25, 1.2), 128);  // rotated, inside the photo
+  const auto crop = align_face(img, a);
+  const auto back = paste_back(img, crop, a);
+  ASSERT_EQ(back.sizes(), img.sizes());
+  // Outside the crop's square (plus the one pixel bilinear reach), the photo bit for bit.
+  const auto m = a.crop_to_photo();
+  const double det = m[0] * m[4] - m[1] * m[3];
+  int64_t outside = 0, inside = 0;
+  double err_inside = 0;
+  for (int64_t y = 0; y < img.size(0); ++y) {
+    for (int64_t x = 0; x < img.size(1); ++x) {
+      const double dx = double(x) - m[2], dy = double(y) - m[5];
+      const double u = (m[4] * dx - m[1] * dy) / det, v = (-m[3] * dx + m[0] * dy) / det;
+      const double margin = 1.0 / std::sqrt(std::abs(det));  // one photo pixel in crop units
+      const bool out = u < -0.5 - margin || v < -0.5 - margin || u > a.size - 0.5 + margin ||
+                       v > a.size - 0.5 + margin;
+      const auto d = (back[y][x].to(torch::kInt32) - img[y][x].to(torch::kInt32)).abs();
+      if (out) {
+        ++outside;
+        EXPECT_EQ(d.max().item<int>(), 0) << x << "," << y;
+      } else {
+        ++inside;
+        err_inside += d.to(torch::kFloat64).mean().item<double>();
+      }
+    }
+  }
+  ASSERT_GT(outside, 1000);
+  ASSERT_GT(inside, 1000);
+  // Two bilinear resamplings of a smooth field: under two 8-bit levels on average.
+  EXPECT_LT(err_inside / double(inside), 2.0);
+}
+
+TEST(FaceAlign, PasteBackRejectsACropOfTheWrongSize) {
+  const auto img = smooth_photo(100, 100);
+  const auto a = ffhq_alignment(face_landmarks(0, 1), 64);
+  EXPECT_THROW((void)paste_back(img, torch::zeros({32, 32, 3}, torch::kUInt8), a), Error);
+}
+
+TEST(FaceDetect, AstronautHasOneFaceWithPlausibleLandmarks) {
+  SKIP_UNLESS_FIXTURE("faces/yunet_2022mar.onnx");
+  const FaceDetector det(yunet());
+  const auto faces = det.detect(read_image_rgb(photo("astronaut")));
+  ASSERT_EQ(faces.size(), 1u);
+  const auto& f = faces[0];
+  EXPECT_GT(f.score, 0.9);
+  EXPECT_GT(f.w, 50);  // the 512 px portrait's face is about 100 px wide
+  for (const auto& p : f.landmarks) {
+    EXPECT_GE(p.x, f.x);
+    EXPECT_LE(p.x, f.x + f.w);
+    EXPECT_GE(p.y, f.y);
+    EXPECT_LE(p.y, f.y + f.h);
+  }
+  const auto& lm = f.landmarks;
+  EXPECT_LT(lm[0].x, lm[1].x);  // the subject's right eye is on the image's left
+  EXPECT_LT(lm[3].x, lm[4].x);
+  for (const int eye : {0, 1}) {
+    for (const int mouth : {3, 4}) EXPECT_LT(lm[size_t(eye)].y, lm[size_t(mouth)].y);
+  }
+  EXPECT_GT(lm[2].y, (lm[0].y + lm[1].y) / 2);  // nose below the eyes, above the mouth
+  EXPECT_LT(lm[2].y, (lm[3].y + lm[4].y) / 2);
+}
+
+TEST(FaceDetect, CatHasNoFace) {
+  SKIP_UNLESS_FIXTURE("faces/yunet_2022mar.onnx");
+  const FaceDetector det(yunet());
+  EXPECT_TRUE(det.detect(read_image_rgb(photo("chelsea"))).empty());
+}
+
+TEST(FaceDetect, LargePhotosAreScaledForDetectionAndMappedBack) {
+  SKIP_UNLESS_FIXTURE("faces/yunet_2022mar.onnx");
+  const FaceDetector det(yunet());
+  const auto img = read_image_rgb(photo("astronaut"));
+  const auto big = img.repeat_interleave(3, 0).repeat_interleave(3, 1);  // 1536 px
+  const auto small = det.detect(img);
+  const auto large = det.detect(big, /*max_side=*/512);
+  ASSERT_EQ(small.size(), 1u);
+  ASSERT_EQ(large.size(), 1u);
+  for (size_t i = 0; i < 5; ++i) {
+    EXPECT_NEAR(large[0].landmarks[i].x, 3 * small[0].landmarks[i].x, 6.0) << i;
+    EXPECT_NEAR(large[0].landmarks[i].y, 3 * small[0].landmarks[i].y, 6.0) << i;
+  }
+}
+
+TEST(FaceDetect, MissingOrBrokenModelIsAClearError) {
+  TempDir tmp;
+  try {
+    const FaceDetector det(tmp / "nope.onnx");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ExitCode::kUsage);
+    EXPECT_NE(std::string(e.what()).find("nope.onnx"), std::string::npos);
+  }
+  { std::ofstream(tmp / "bad.onnx") << "not a model"; }
+  try {
+    const FaceDetector det(tmp / "bad.onnx");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ExitCode::kBundleInvalid);
+    EXPECT_NE(std::string(e.what()).find("bad.onnx"), std::string::npos);
+  }
+}
+
+TEST(PhotoIo, ExifOrientationIsApplied) {
+  // A 40×20 JPEG, left half blue, tagged "rotate 90° clockwise to display" (orientation 6):
+  // read upright it is 20 wide and 40 tall with the blue half on top.
+  TempDir tmp;
+  const auto jpg = tmp / "exif6.jpg";
+  const auto r = test::run_program(
+      {STYLECLIP_PYTHON, "-c",
+       "import sys\nfrom PIL import Image\nim = Image.new('RGB', (40, 20), (255, 0, 0))\n"
+       "im.paste((0, 0, 255), (0, 0, 20, 20))\nex = Image.Exif()\nex[0x0112] = 6\n"
+       "im.save(sys.argv[1], exif=ex.tobytes(), quality=95)",
+       jpg.string()});
+  if (r.code != 0) GTEST_SKIP() << "python3-pil is needed to write the test JPEG: " << r.err;
+  const auto img = read_image_rgb(jpg);
+  ASSERT_EQ(img.sizes(), (std::vector<int64_t>{40, 20, 3}));
+  EXPECT_GT(img[5][10][2].item<int>(), 200);  // blue on top
+  EXPECT_LT(img[5][10][0].item<int>(), 60);
+  EXPECT_GT(img[35][10][0].item<int>(), 200);  // red below
+}
+
+TEST(AlignCli, WritesTheCropAndItsJsonAndNamesPhotosWithoutFaces) {
+  SKIP_UNLESS_FIXTURE("faces/yunet_2022mar.onnx");
+  TempDir tmp;
+  const auto out = tmp / "out";
+  auto r = test::styleclip({"align", photo("astronaut").string(), "--face-detector",
+                            yunet().string(), "--size", "128", "--out", out.string()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, (out / "astronaut.aligned.png").string() + "\n");
+  const auto crop = read_image_rgb(out / "astronaut.aligned.png");
+  EXPECT_EQ(crop.sizes(), (std::vector<int64_t>{128, 128, 3}));
+  const auto side = json::parse(test::read_text(out / "astronaut.align.json"));
+  EXPECT_EQ(side["command"], "align");
+  EXPECT_EQ(side["input"]["faces_found"], 1);
+  EXPECT_EQ(side["face"]["landmarks"].size(), 5u);
+  EXPECT_EQ(side["alignment"]["size"], 128);
+  EXPECT_EQ(side["alignment"]["crop_to_photo"].size(), 2u);
+
+  // No face: exit 4 naming the photo, nothing written.
+  r = test::styleclip({"align", photo("chelsea").string(), "--face-detector", yunet().string(),
+                       "--out", (tmp / "cat").string(), "--size", "64"});
+  EXPECT_EQ(r.code, 4);
+  EXPECT_NE(r.err.find("no face found in '" + photo("chelsea").string() + "'"), std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(tmp / "cat"));
+
+  // A mix: the face is aligned, the cat reported, exit 1.
+  r = test::styleclip({"align", photo("chelsea").string(), photo("astronaut").string(),
+                       "--face-detector", yunet().string(), "--out", (tmp / "mix").string(),
+                       "--size", "64"});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_TRUE(fs::exists(tmp / "mix" / "astronaut.aligned.png"));
+  EXPECT_NE(r.err.find("chelsea.png"), std::string::npos) << r.err;
+}
+
+TEST(AlignCli, BadInputsGiveOneLineErrors) {
+  TempDir tmp;
+  { std::ofstream(tmp / "broken.png") << "\x89PNG but not really"; }
+  { std::ofstream(tmp / "empty.jpg"); }
+  const std::string det = test::have_fixture("faces/yunet_2022mar.onnx")
+                              ? yunet().string()
+                              : (tmp / "missing.onnx").string();
+  for (const auto& [file, want] : std::vector<std::pair<std::string, std::string>>{
+           {(tmp / "broken.png").string(), "not an image OpenCV can decode"},
+           {(tmp / "empty.jpg").string(), "file is empty"},
+           {(tmp / "none.png").string(), "file does not exist"}}) {
+    const auto r = test::styleclip(
+        {"align", file, "--face-detector", det, "--size", "64", "--out", (tmp / "o").string()});
+    if (!test::have_fixture("faces/yunet_2022mar.onnx")) {
+      EXPECT_EQ(r.code, 2);  // the missing detector is reported first
+      continue;
+    }
+    EXPECT_EQ(r.code, 4) << file;
+    EXPECT_NE(r.err.find(want), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(file), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+  // No detector anywhere: usage error with the fix.
+  const auto r = test::styleclip({"align", (tmp / "x.png").string(), "--models",
+                                  test::testdata("tiny").string(), "--out", (tmp / "o").string()});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--face-detector"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace styleclip
