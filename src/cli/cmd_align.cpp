@@ -71,7 +71,7 @@ int run_align(const AlignOptions& o) {
       const std::string stem =
           photo.stem().string() + (o.all_faces ? ".face" + std::to_string(k) : std::string());
       const fs::path png = fs::path(o.out) / (stem + ".aligned.png");
-      write_image(png, crop.permute({2, 0, 1}).to(torch::kFloat32) / 127.5 - 1.0);
+      write_image(png, to_generator_range(crop));
       json side = bundle ? sidecar_header("align", bundle->dir(), bundle->checksums())
                          : sidecar_header("align", fs::path(), json::object());
       side["input"] = {{"photo", fs::absolute(photo).string()},

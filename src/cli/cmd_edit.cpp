@@ -693,11 +693,7 @@ void setup_edit(CLI::App& app, Registry& reg) {
       ->capture_default_str()
       ->check(CLI::Range(0.0, 2.0));
   sub->add_option("--out", o->out, "output folder")->capture_default_str();
-  sub->add_option("--device", o->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
-  sub->add_option("--precision", o->precision,
-                  "the models' arithmetic: auto (bf16 on CUDA, fp32 on the CPU), fp32, tf32, bf16 "
-                  "or fp16 (CUDA); latents stay fp32")
-      ->capture_default_str();
+  add_device_options(*sub, o->device, o->precision);
   sub->add_option("--batch", o->batch, "inputs processed together")
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));

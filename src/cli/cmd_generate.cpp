@@ -127,11 +127,7 @@ void setup_generate(CLI::App& app, Registry& reg) {
                 "also write <name>.styles.pt: the style-space tensors (a list, torch.load-able)");
   sub->add_flag("--random-noise", o->random_noise,
                 "draw fresh per-pixel noise instead of the checkpoint's fixed noise");
-  sub->add_option("--device", o->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
-  sub->add_option("--precision", o->precision,
-                  "the models' arithmetic: auto (bf16 on CUDA, fp32 on the CPU), fp32, tf32, bf16 "
-                  "or fp16 (CUDA)")
-      ->capture_default_str();
+  add_device_options(*sub, o->device, o->precision);
   sub->add_option("--batch", o->batch, "images per generator call")
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));

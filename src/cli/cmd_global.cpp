@@ -221,11 +221,7 @@ void setup_global(CLI::App& app, Registry& reg) {
          "stop (exit 130, checkpoint kept) after this many chunks, e.g. to fit a time-limited job; "
          "continue with --resume")
       ->check(CLI::NonNegativeNumber);
-  sub->add_option("--device", o->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
-  sub->add_option("--precision", o->precision,
-                  "the models' arithmetic: auto (bf16 on CUDA, fp32 on the CPU), fp32, tf32, bf16 "
-                  "or fp16 (CUDA)")
-      ->capture_default_str();
+  add_device_options(*sub, o->device, o->precision);
   reg.push_back({sub, [o] { return run_prepare(*o); }});
 }
 

@@ -320,11 +320,7 @@ void setup_mapper(CLI::App& app, Registry& reg) {
   sub->add_flag("--resume", o->resume, "continue from <out>.ckpt/");
   sub->add_option("--seed", o->seed, "initial weights, sampled latents and batch order")
       ->capture_default_str();
-  sub->add_option("--device", o->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
-  sub->add_option("--precision", o->precision,
-                  "the models' arithmetic: auto (bf16 on CUDA, fp32 on the CPU), fp32, tf32, bf16 "
-                  "or fp16 (CUDA)")
-      ->capture_default_str();
+  add_device_options(*sub, o->device, o->precision);
   reg.push_back({sub, [o] { return run_mapper_train(*o); }});
 }
 

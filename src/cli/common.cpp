@@ -64,6 +64,14 @@ std::vector<uint64_t> parse_seeds(const std::string& spec) {
   return seeds;
 }
 
+void add_device_options(CLI::App& app, std::string& device, std::string& precision) {
+  app.add_option("--device", device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  app.add_option("--precision", precision,
+                 "the models' arithmetic: auto (bf16 on CUDA, fp32 on the CPU), fp32, tf32, bf16 "
+                 "or fp16 (CUDA); latents and losses stay fp32")
+      ->capture_default_str();
+}
+
 nlohmann::json sidecar_header(const std::string& command, const fs::path& models,
                               const nlohmann::json& checksums) {
   const auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());

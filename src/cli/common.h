@@ -41,9 +41,12 @@ void setup_global(CLI::App& app, Registry& reg);
 void setup_mapper(CLI::App& app, Registry& reg);
 void setup_compare(CLI::App& app, Registry& reg);
 void setup_align(CLI::App& app, Registry& reg);
+void setup_invert(CLI::App& app, Registry& reg);
 
 /// `--models DIR` with its default: $STYLECLIP_MODELS, else the bundled demonstration model.
 void add_models_option(CLI::App& app, std::string& target);
+/// `--device auto|cpu|cuda[:N]` and `--precision auto|fp32|tf32|bf16|fp16`, defaults "auto".
+void add_device_options(CLI::App& app, std::string& device, std::string& precision);
 /// The bundle folder to use: the flag if given, else $STYLECLIP_MODELS, else the default.
 std::filesystem::path resolve_models(const std::string& flag);
 

@@ -59,6 +59,7 @@ int main(int argc, char** argv) {
   cli::setup_embed(app, registry);
   cli::setup_compare(app, registry);
   cli::setup_align(app, registry);
+  cli::setup_invert(app, registry);
 
   try {
     app.parse(argc, argv);

@@ -85,6 +85,21 @@ bool write_video(const fs::path& path, const std::vector<fs::path>& frames, doub
   return ok;
 }
 
+torch::Tensor resize_square(const torch::Tensor& hwc, int size) {
+  const auto c = hwc.contiguous();
+  const cv::Mat src(static_cast<int>(c.size(0)), static_cast<int>(c.size(1)), CV_8UC3,
+                    c.data_ptr());
+  if (src.rows == size && src.cols == size) return c.clone();
+  cv::Mat dst;
+  const bool shrink = src.rows > size || src.cols > size;
+  cv::resize(src, dst, cv::Size(size, size), 0, 0, shrink ? cv::INTER_AREA : cv::INTER_CUBIC);
+  return torch::from_blob(dst.data, {size, size, 3}, torch::kUInt8).clone();
+}
+
+torch::Tensor to_generator_range(const torch::Tensor& hwc) {
+  return hwc.permute({2, 0, 1}).to(torch::kFloat32) / 127.5 - 1.0;
+}
+
 torch::Tensor read_image_rgb(const fs::path& path) {
   std::error_code ec;
   if (!fs::exists(path, ec))

@@ -44,11 +44,15 @@ ClipLoss::ClipLoss(const Clip& clip, int64_t image_size, ClipInput input)
              .view({1, 3, 1, 1});
 }
 
-torch::Tensor ClipLoss::similarity(const torch::Tensor& images,
-                                   const torch::Tensor& text_embeddings) const {
+torch::Tensor ClipLoss::embed(const torch::Tensor& images) const {
   auto x = resize_(images.to(clip_.device()));
   if (input_ == ClipInput::kNormalized) x = ((x.clamp(-1.0, 1.0) + 1.0) * 0.5 - mean_) / std_;
-  const auto img = clip_.encode_pixels(x);
+  return clip_.encode_pixels(x);
+}
+
+torch::Tensor ClipLoss::similarity(const torch::Tensor& images,
+                                   const torch::Tensor& text_embeddings) const {
+  const auto img = embed(images);
   // The reference computes logits/100 with CLIP's logit scale of 100, i.e. the cosine.
   return torch::cosine_similarity(img, text_embeddings.to(img.device()).expand_as(img), 1, 1e-8);
 }

@@ -3,6 +3,7 @@
 #include <styleclip/error.h>
 #include <styleclip/io/face_align.h>
 #include <styleclip/io/image_io.h>
+#include <styleclip/io/latent_io.h>
 
 #include <cmath>
 #include <fstream>
@@ -276,6 +277,70 @@ TEST(AlignCli, BadInputsGiveOneLineErrors) {
                                   test::testdata("tiny").string(), "--out", (tmp / "o").string()});
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("--face-detector"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace styleclip
+
+namespace styleclip {
+namespace {
+
+TEST(InvertCli, InvertsAlignedCropsCachesAndReportsBadInputs) {
+  SKIP_UNLESS_BUNDLE("tiny");
+  TempDir tmp;
+  const std::string tiny = test::testdata("tiny").string();
+  // A crop the generator can make: seed 3's image.
+  auto r = test::styleclip(
+      {"generate", "--models", tiny, "--seed", "3", "--out", (tmp / "gen").string(), "-q"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto img = (tmp / "gen" / "seed0003.png").string();
+  const auto out = (tmp / "inv").string();
+  const std::vector<std::string> cmd = {"invert", "--models", tiny,      "--aligned", img,
+                                        "--out",  out,        "--steps", "60"};
+  r = test::styleclip(cmd);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, (fs::path(out) / "seed0003.latent.pt").string() + "\n");
+  const auto side = json::parse(test::read_text(fs::path(out) / "seed0003.invert.json"));
+  EXPECT_EQ(side["command"], "invert");
+  EXPECT_GT(side["metrics"]["psnr"].get<double>(), side["metrics"]["psnr_start"].get<double>() + 3);
+  const auto latent = read_tensor_file(fs::path(out) / "seed0003.latent.pt");
+  EXPECT_EQ(latent.dim(), 3);
+  EXPECT_EQ(latent.size(0), 1);
+  for (const auto* f : {"seed0003.target.png", "seed0003.inverted.png"})
+    EXPECT_TRUE(fs::exists(fs::path(out) / f)) << f;
+
+  // The same again: a cache hit, nothing rewritten.
+  const auto before = fs::last_write_time(fs::path(out) / "seed0003.latent.pt");
+  r = test::styleclip(cmd);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("cached"), std::string::npos) << r.err;
+  EXPECT_EQ(fs::last_write_time(fs::path(out) / "seed0003.latent.pt"), before);
+  // Other options: not the cached result.
+  auto other = cmd;
+  other.back() = "61";
+  r = test::styleclip(other);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err.find("cached"), std::string::npos) << r.err;
+
+  // A file that is not an image: exit 4 naming it, nothing written for it.
+  { std::ofstream(tmp / "bad.png") << "nope"; }
+  r = test::styleclip({"invert", "--models", tiny, "--aligned", (tmp / "bad.png").string(), "--out",
+                       (tmp / "inv2").string()});
+  EXPECT_EQ(r.code, 4);
+  EXPECT_NE(r.err.find("bad.png"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(tmp / "inv2"));
+}
+
+TEST(InvertCli, PhotoWithoutAFaceExitsFour) {
+  SKIP_UNLESS_BUNDLE("tiny");
+  if (!test::have_fixture("faces/yunet_2022mar.onnx")) GTEST_SKIP() << "no YuNet fixture";
+  TempDir tmp;
+  const auto r = test::styleclip({"invert", "--models", test::testdata("tiny").string(),
+                                  "--face-detector", yunet().string(), photo("chelsea").string(),
+                                  "--out", (tmp / "o").string(), "--steps", "5"});
+  EXPECT_EQ(r.code, 4);
+  EXPECT_NE(r.err.find("no face found in '" + photo("chelsea").string() + "'"), std::string::npos)
+      << r.err;
 }
 
 }  // namespace

@@ -26,6 +26,13 @@ void write_image_row(const std::filesystem::path& path, const std::vector<torch:
 bool write_video(const std::filesystem::path& path,
                  const std::vector<std::filesystem::path>& frames, double fps);
 
+/// [H, W, 3] uint8 RGB resized to [size, size, 3] (area averaging when shrinking, bicubic when
+/// growing): an aligned crop brought to the generator's resolution.
+torch::Tensor resize_square(const torch::Tensor& hwc, int size);
+
+/// [H, W, 3] uint8 RGB → [3, H, W] float in [-1, 1] (the generator's range).
+torch::Tensor to_generator_range(const torch::Tensor& hwc);
+
 /// Reads an image file as [H, W, 3] uint8 RGB (greyscale and RGBA converted, 16-bit scaled).
 /// Throws an input error naming the file when it is missing, empty or not an image.
 torch::Tensor read_image_rgb(const std::filesystem::path& path);

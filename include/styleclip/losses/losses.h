@@ -51,6 +51,8 @@ class ClipLoss {
  public:
   /// `text_embeddings` [N or 1, D]: row i is the target of image i (one row: all images).
   ClipLoss(const Clip& clip, int64_t image_size, ClipInput input);
+  /// CLIP's embedding of generator images [N, 3, R, R] through this loss's resize: [N, D].
+  [[nodiscard]] torch::Tensor embed(const torch::Tensor& images) const;
   /// Cosine similarity of each image with its text row: [N].
   [[nodiscard]] torch::Tensor similarity(const torch::Tensor& images,
                                          const torch::Tensor& text_embeddings) const;
