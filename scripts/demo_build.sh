@@ -25,9 +25,19 @@ if [ ! -f "$work/clip/clip_state_dict.pt" ]; then
   stamp "clip: training"
   $py scripts/demo_train_clip.py --out "$work/clip" --steps 3000 --batch 96 --hard-negatives 0.5 --threads "$threads"
 fi
+# The generator in two runs, as the shipped one was made (models/demo/README.md): the plain
+# synthesis training (a 20,000-step schedule, stopped at step 12,854), then a fine-tune from
+# there with colour blends and per-row W+ noise (a 17,000-step schedule, run to its end: GEN_STOP = 17000).
+GEN_STOP=${GEN_STOP:-17000}
 if [ ! -f "$work/generator/generator_ckpt.pt" ]; then
   stamp "generator: training"
-  $py scripts/demo_train_generator.py --out "$work/generator" --threads "$threads"
+  $py scripts/demo_train_generator.py --out "$work/generator-base" --synthesis-steps 20000 --stop-at 12854 \
+    --threads "$threads"
+  mkdir -p "$work/generator"
+  [ -f "$work/generator/train_ckpt.pt" ] || cp "$work/generator-base/train_ckpt.pt" "$work/generator/"
+  $py scripts/demo_train_generator.py --out "$work/generator" --synthesis-steps 17000 --mix-colours 0.5 \
+    --layer-noise 0.15 --stop-at "$GEN_STOP" --threads "$threads"
+  $py scripts/demo_train_generator.py --out "$work/generator" --synthesis-steps 17000 --export-now
 fi
 stamp "export"
 rm -rf "$out.tmp" && mkdir -p "$out.tmp"
@@ -36,7 +46,7 @@ $py scripts/export_bundle.py --stylegan "$work/generator/generator_ckpt.pt" --lr
   --clip "$work/clip/clip_state_dict.pt" --clip-text-heads 2 --vocab "$work/clip/vocab.txt.gz" \
   --vocab-merges "$merges" --out "$out.tmp"
 stamp "global prepare"
-OMP_NUM_THREADS=$threads $bin global prepare --models "$out.tmp" --samples 20000 --images 32 --seed 0
+OMP_NUM_THREADS=$threads $bin global prepare --models "$out.tmp" --samples 20000 --images 100 --seed 0
 stamp "mapper train"
 OMP_NUM_THREADS=$threads $bin mapper train --models "$out.tmp" --text "a red shape" --sample 2000 \
   --steps 1000 --batch 8 --seed 0 --out "$out.tmp/red.mapper.pt"

@@ -307,6 +307,10 @@ def main() -> None:
                          "palette colours, coded as the same blend of their one-hots")
     ap.add_argument("--layer-noise", type=float, default=0.0,
                     help="std of independent noise per W+ row (the engines edit rows separately)")
+    ap.add_argument("--stop-at", type=int, default=0,
+                    help="stop at this step with a checkpoint (the schedule still spans --synthesis-steps)")
+    ap.add_argument("--export-now", action="store_true",
+                    help="evaluate and export the checkpoint as it is, without training further")
     ap.add_argument("--ckpt-every", type=int, default=200)
     ap.add_argument("--sample-every", type=int, default=1000)
     args = ap.parse_args()
@@ -354,9 +358,13 @@ def main() -> None:
     code_mean = scene_code(scenes_from_z(torch.randn(20000, W_DIM, generator=torch.Generator().manual_seed(5)))).mean(0)
     t0 = time.time()
     step = start
-    for step in range(start, total):
+    for step in range(start, start if args.export_now else total):
         if args.max_minutes and time.time() - t0 > 60 * args.max_minutes:
             print(f"--max-minutes reached at step {step}: checkpoint written, rerun to resume", flush=True)
+            save(step, wall0 + time.time() - t0)
+            return
+        if args.stop_at and step >= args.stop_at:
+            print(f"--stop-at {args.stop_at}: checkpoint written", flush=True)
             save(step, wall0 + time.time() - t0)
             return
         for group in opt_s.param_groups:
@@ -405,7 +413,8 @@ def main() -> None:
                             world.grid((s.clamp(-1, 1).cpu() + 1) / 2, 8))
         if (step + 1) % args.ckpt_every == 0:
             save(step + 1, wall)
-    save(total, wall0 + time.time() - t0)
+    if not args.export_now:
+        save(total, wall0 + time.time() - t0)
 
     g_ema = g_ema.cpu().eval()
     result = evaluate(g_ema)
