@@ -17,8 +17,8 @@
 #   --size S       real: StyleGAN2 FFHQ config-f 1024 px + CLIP ViT-B/32 (default);
 #                  ci: 64 px and 256 px generators with a tiny CLIP (the CPU form)
 #   --jobs N       build parallelism (default: all cores)
-#   --quick        the real-size bundle first and only batch 1: optimisation bf16 and fp32, global
-#                  and mapper in bf16, then the gpu tests (for a few minutes of GPU time)
+#   --quick        only batch 1: optimisation bf16 and fp32, mapper and global in bf16 (for a few
+#                  minutes of GPU time)
 # Environment: PYTHON (default python3), GPU_CHECK_WORK (scratch, default /tmp/styleclip-gpu-check),
 # GPU_CHECK_WAIT_FOR (a pid to wait for before the timed part).
 # Every phase has its own time limit and the script goes on after a failed one, so one run
@@ -118,6 +118,8 @@ if [ -d "$deps" ] && ls "$deps"/*.deb >/dev/null 2>&1; then
     case $t in /*) [ -e "$pfx$t" ] && ln -sfn "$pfx$t" "$l" ;; esac
   done
   prefix_path="$pfx/usr"
+  # ICU's data library is a dependency of a dependency: RUNPATH does not reach it.
+  export LD_LIBRARY_PATH="$pfx/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   icu_root="-DICU_ROOT=$pfx/usr"
   say "dependencies unpacked from $deps into $pfx"
 else
@@ -162,6 +164,8 @@ merges=$(zcat "$vocab" | tail -n +2 | wc -l)
 small=$work/b64
 phase "bundle b64" 300 sh -c "$PY scripts/export_bundle.py --random --resolution 64 --w-dim 64 --n-mlp 4 --channel-divisor 8 --out $small &&
   $PY scripts/export_bundle.py --random-clip tiny --vocab $vocab --vocab-merges $merges --out $small"
+# The gpu tests first (seconds, on the small bundle): they say whether the rest is worth timing.
+STYLECLIP_GPU_TEST_BUNDLE=$small phase "gpu tests" 300 "$build/tests/styleclip_gpu_tests"
 if [ "$size" = real ]; then
   bundles="b1024"
   phase "bundle b1024 (FFHQ config-f + ViT-B/32)" 600 sh -c "$PY scripts/export_bundle.py --random --resolution 1024 --w-dim 512 --n-mlp 8 --channel-multiplier 2 --channel-divisor 1 --out $work/b1024 &&
@@ -171,9 +175,6 @@ else
   phase "bundle b256" 300 sh -c "$PY scripts/export_bundle.py --random --resolution 256 --w-dim 128 --n-mlp 4 --channel-divisor 4 --out $work/b256 &&
     $PY scripts/export_bundle.py --random-clip tiny --vocab $vocab --vocab-merges $merges --out $work/b256"
 fi
-
-# --- the gpu tests -----------------------------------------------------------------------------
-[ $quick -eq 0 ] && STYLECLIP_GPU_TEST_BUNDLE=$small phase "gpu tests" 300 "$build/tests/styleclip_gpu_tests"
 
 # --- benchmarks: C++ then Python on the same bundle, each line tagged --------------------------
 # GPU_CHECK_WAIT_FOR=PID: a process sharing the machine (say, a training run) that must end first,
@@ -236,8 +237,6 @@ for b in $bundles; do
     say "$tag done"
   done
 done
-
-[ $quick -eq 1 ] && STYLECLIP_GPU_TEST_BUNDLE=$small phase "gpu tests" 300 "$build/tests/styleclip_gpu_tests"
 
 $PY bench/summarize_gpu_check.py "$results" >"$out/summary.md" 2>>"$log" || failed=1
 cat "$out/summary.md" | tee -a "$log"
