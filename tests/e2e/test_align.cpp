@@ -250,6 +250,32 @@ TEST(AlignCli, WritesTheCropAndItsJsonAndNamesPhotosWithoutFaces) {
   EXPECT_NE(r.err.find("chelsea.png"), std::string::npos) << r.err;
 }
 
+TEST(AlignCli, TheBundlesOwnDetectorIsUsedAndTheExporterRefusesNonOnnx) {
+  SKIP_UNLESS_BUNDLE("tiny");
+  if (!test::have_fixture("faces/yunet_2022mar.onnx")) GTEST_SKIP() << "no YuNet fixture";
+  TempDir tmp;
+  const auto bundle = tmp / "bundle";
+  fs::copy(test::testdata("tiny"), bundle, fs::copy_options::recursive);
+  const std::string exporter = std::string(STYLECLIP_SOURCE_DIR) + "/scripts/export_bundle.py";
+  // Not an ONNX file: refused with a message naming it, the bundle left as it was.
+  auto r = test::run_program({STYLECLIP_PYTHON, exporter, "--face-detector",
+                              std::string(STYLECLIP_SOURCE_DIR) + "/README.md", "--out",
+                              bundle.string()});
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("is not an ONNX model"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(bundle / "face_detector.onnx"));
+  r = test::run_program(
+      {STYLECLIP_PYTHON, exporter, "--face-detector", yunet().string(), "--out", bundle.string()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  // No --face-detector: the bundle's is found (and checksummed with the rest).
+  r = test::styleclip({"align", "--models", bundle.string(), photo("astronaut").string(), "--out",
+                       (tmp / "o").string(), "--size", "64"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(tmp / "o" / "astronaut.aligned.png"));
+  const auto side = json::parse(test::read_text(tmp / "o" / "astronaut.align.json"));
+  EXPECT_EQ(side["models"]["sha256"]["face_detector"].get<std::string>().size(), 64u);
+}
+
 TEST(AlignCli, BadInputsGiveOneLineErrors) {
   TempDir tmp;
   { std::ofstream(tmp / "broken.png") << "\x89PNG but not really"; }
