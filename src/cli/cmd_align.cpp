@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common.h"
+#include "photo.h"
 
 namespace styleclip::cli {
 namespace fs = std::filesystem;
@@ -22,6 +23,7 @@ namespace {
 
 struct AlignOptions {
   std::string models;
+  int64_t max_pixels = kDefaultMaxPixels;
   std::string detector;
   std::string out;
   int size = 0;
@@ -46,7 +48,7 @@ int run_align(const AlignOptions& o) {
   const FaceDetector detector(detector_path(o, bundle), o.min_score);
   // Read every photo first: a bad file fails before anything is written.
   std::vector<torch::Tensor> images;
-  for (const auto& p : o.photos) images.push_back(read_image_rgb(p));
+  for (const auto& p : o.photos) images.push_back(read_image_rgb(p, o.max_pixels));
   int failed = 0;
   for (size_t i = 0; i < o.photos.size(); ++i) {
     const fs::path photo = o.photos[i];
@@ -107,6 +109,10 @@ void setup_align(CLI::App& app, Registry& reg) {
   sub->add_option("--size", o->size, "side of the aligned crop (default: the generator's)")
       ->check(CLI::Range(16, 4096));
   sub->add_flag("--all-faces", o->all_faces, "align every face found, not only the largest");
+  sub->add_option("--max-pixels", o->max_pixels,
+                  "refuse photos with more pixels than this (decompression bombs)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
   sub->add_option("--min-score", o->min_score, "detection score threshold")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();

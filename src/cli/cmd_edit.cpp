@@ -7,6 +7,7 @@
 #include <styleclip/engines/optimize.h>
 #include <styleclip/error.h>
 #include <styleclip/io/atomic_file.h>
+#include <styleclip/io/face_align.h>
 #include <styleclip/io/image_io.h>
 #include <styleclip/io/latent_io.h>
 #include <styleclip/runtime.h>
@@ -27,6 +28,7 @@
 #include "common.h"
 #include "compare.h"
 #include "inputs.h"
+#include "photo.h"
 
 namespace styleclip::cli {
 namespace fs = std::filesystem;
@@ -73,6 +75,9 @@ struct EditOptions {
   bool no_templates = false;
   std::string strength_sweep;
   std::string threshold_sweep;
+  // photos (issue #7)
+  PhotoOptions photo;
+  bool paste_back = true;
 };
 
 /// What an engine hands back for a batch of items.
@@ -172,15 +177,40 @@ bool write_item(const EditOptions& o, const fs::path& base_path, const std::stri
     save_tensors_pt(base + ".styles.pt", s);
     outputs["styles"] = fs::path(base + ".styles.pt").filename().string();
   }
+  const PhotoFace* photo = item.photo.get();
   if (o.compare) {
-    write_image_row(base + ".compare.png", {r.before[k], r.after[k]});
+    // A photo's pair starts with the aligned crop itself, so the reconstruction's fidelity shows.
+    if (photo != nullptr) {
+      write_image_row(base + ".compare.png",
+                      {to_generator_range(photo->crop), r.before[k], r.after[k]});
+    } else {
+      write_image_row(base + ".compare.png", {r.before[k], r.after[k]});
+    }
     outputs["compare"] = fs::path(base + ".compare.png").filename().string();
+  }
+  std::string shown = base + ".png";
+  if (photo != nullptr && o.paste_back && photo->alignment) {
+    // The user's whole photo back, with the edited face warped into place (face_align.h).
+    const auto pasted = paste_back(photo->photo, to_uint8_hwc(r.after[k]), *photo->alignment);
+    write_image(base + ".photo.png", to_generator_range(pasted));
+    outputs["photo"] = fs::path(base + ".photo.png").filename().string();
+    shown = base + ".photo.png";
+    if (o.compare) {
+      write_image_row(base + ".photo-compare.png",
+                      {to_generator_range(fit_height(photo->photo, 1024)),
+                       to_generator_range(fit_height(pasted, 1024))});
+      outputs["photo_compare"] = fs::path(base + ".photo-compare.png").filename().string();
+    }
   }
   const auto& error = r.errors[static_cast<size_t>(k)];
   json side = header;
   side["engine"] = o.method;
   side["prompt"] = prompt;
   side["input"] = item.input;
+  if (photo != nullptr) {
+    side["input"].update(photo->to_json());
+    side["input"]["paste_back"] = o.paste_back && photo->alignment.has_value();
+  }
   side["options"] = options;
   side["status"] = error.empty() ? "ok" : "failed";
   if (!error.empty()) side["error"] = error;
@@ -199,7 +229,7 @@ bool write_item(const EditOptions& o, const fs::path& base_path, const std::stri
     spdlog::error("{}: {}", item.name, error);
     summary.failed(item.name + " (" + prompt + ")", error);
   }
-  if (!o.json) std::cout << base << ".png\n";
+  if (!o.json) std::cout << shown << "\n";
   return error.empty();
 }
 
@@ -219,7 +249,7 @@ void check_output_names(std::vector<InputItem>& items) {
   std::map<std::string, std::string> owner;
   for (auto& item : items) {
     if (!item.error.empty()) continue;
-    const auto source = item.input.value("latent", item.name);
+    const auto source = item.input.value("latent", item.input.value("photo", item.name));
     const auto [it, fresh] = owner.emplace(item.name, source);
     if (!fresh && it->second != source) {
       item.error = "output name '" + item.name + "' is already used by '" + it->second +
@@ -266,7 +296,7 @@ int run_edit(const EditOptions& o) {
         "--mode free (optimize only) starts from the average latent: give no inputs or --seed");
   }
   if (o.mode == "edit" && o.inputs.empty() && o.seeds.empty()) {
-    throw usage_error("nothing to edit: give latent files, folders or --seed N[-M]");
+    throw usage_error("nothing to edit: give photos, latent files, folders or --seed N[-M]");
   }
   std::optional<double> beta;
   if (global) {
@@ -307,10 +337,16 @@ int run_edit(const EditOptions& o) {
   const auto models = resolve_models(o.models);
   const auto bundle = Bundle::open(models);
   const auto& ginfo = bundle.generator();
-  const auto files =
-      load_latent_files(expand_inputs(o.inputs, o.recursive, o.globs), ginfo.num_ws, ginfo.w_dim);
+  // Inputs: photos by their extension (read, detected and inverted below), latent files by
+  // anything else.
+  std::vector<InputFile> latent_inputs;
+  std::vector<InputFile> photo_inputs;
+  for (auto& f : expand_inputs(o.inputs, o.recursive, o.globs)) {
+    (is_photo_path(f.path) ? photo_inputs : latent_inputs).push_back(std::move(f));
+  }
+  const auto files = load_latent_files(latent_inputs, ginfo.num_ws, ginfo.w_dim);
   // Nothing usable at all: the one error is the answer (and nothing is written).
-  if (o.seeds.empty() && !files.empty() &&
+  if (o.seeds.empty() && photo_inputs.empty() && !files.empty() &&
       std::all_of(files.begin(), files.end(),
                   [](const LoadedFile& f) { return !f.error.empty(); })) {
     if (files.size() == 1) throw input_error(files.front().error);
@@ -366,10 +402,19 @@ int run_edit(const EditOptions& o) {
   std::vector<InputItem> all_items;
   if (o.mode == "free") {
     all_items.push_back(
-        {"free", json{{"start", "w_avg"}}, gen.broadcast(gen.w_avg().unsqueeze(0)), {}});
+        {"free", json{{"start", "w_avg"}}, gen.broadcast(gen.w_avg().unsqueeze(0)), {}, nullptr});
   } else {
     all_items = collect_inputs(
         gen, o.seeds.empty() ? std::vector<uint64_t>{} : parse_seeds(o.seeds), o.truncation, files);
+  }
+  for (const auto& f : photo_inputs) {
+    InputItem item{f.name,
+                   json{{"photo", fs::absolute(f.path).lexically_normal().string()}},
+                   {},
+                   {},
+                   std::make_shared<PhotoFace>()};
+    item.photo->path = f.path;
+    all_items.push_back(std::move(item));
   }
   check_output_names(all_items);
   const auto [first, last] = shard_range(all_items.size(), shard);
@@ -386,6 +431,27 @@ int run_edit(const EditOptions& o) {
   }
 
   const fs::path out_dir = o.out;
+  // Photos of this shard: find the face, align it, invert it (cached in --out, so a second edit
+  // of the same photo skips this). One photo alone that fails is the run's error (exit 4).
+  if (!photo_inputs.empty()) {
+    PhotoOptions popt = o.photo;
+    popt.engine.precision = precision;
+    const PhotoInverter inverter(bundle, models, gen, &clip, identity ? &*identity : nullptr, popt,
+                                 out_dir);
+    const bool alone = all_items.size() == 1;
+    for (auto& item : items) {
+      if (!item.photo || !item.error.empty()) continue;
+      try {
+        const fs::path path = item.photo->path;
+        *item.photo = inverter.locate(path);
+        inverter.invert(*item.photo);
+        item.ws = item.photo->ws.to(device);
+      } catch (const Error& e) {
+        if (alone) throw;
+        item.error = e.what();
+      }
+    }
+  }
   ensure_output_dir(out_dir);  // every check above has passed: now outputs may appear
   const auto header = sidecar_header("edit", models, bundle.checksums());
   RunSummary summary("edit");
@@ -408,7 +474,8 @@ int run_edit(const EditOptions& o) {
       const auto base = output_base(item).string();
       std::error_code ec;
       bool clash = false;
-      for (const char* ext : {".png", ".latent.pt", ".styles.pt", ".json", ".compare.png"}) {
+      for (const char* ext : {".png", ".latent.pt", ".styles.pt", ".json", ".compare.png",
+                              ".photo.png", ".photo-compare.png"}) {
         if (input_paths.count(fs::weakly_canonical(base + ext, ec).string()) > 0) clash = true;
       }
       if (clash) {
@@ -662,7 +729,7 @@ int run_edit(const EditOptions& o) {
 
 void setup_edit(CLI::App& app, Registry& reg) {
   auto o = std::make_shared<EditOptions>();
-  auto* sub = app.add_subcommand("edit", "edit latents or sampled seeds with words");
+  auto* sub = app.add_subcommand("edit", "edit photos, latents or sampled seeds with words");
   add_models_option(*sub, o->models);
   sub->add_option("--method", o->method, "engine: optimize, mapper or global")
       ->capture_default_str();
@@ -672,7 +739,9 @@ void setup_edit(CLI::App& app, Registry& reg) {
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
       ->allow_extra_args(false);
   sub->add_option("--prompts", o->prompts_file, "a file with one prompt per line ('#' comments)");
-  sub->add_option("inputs", o->inputs, "latent files (.pt / .npy) and folders of them");
+  sub->add_option("inputs", o->inputs,
+                  "photos (.png .jpg .webp .tif .bmp: the face is found, aligned and inverted), "
+                  "latent files (.pt / .npy) and folders of them");
   sub->add_flag("--recursive,-r", o->recursive, "look into sub-folders of folder inputs");
   sub->add_option("--glob", o->globs, "file patterns taken from folders (repeatable)")
       ->capture_default_str()
@@ -717,6 +786,13 @@ void setup_edit(CLI::App& app, Registry& reg) {
       ->capture_default_str();
   g->add_option("--frames", o->frames, "write an image every K steps, and an MP4 of them")
       ->capture_default_str();
+  auto* ph = sub->add_option_group("photos", "photo inputs (detect, align, invert; issue #7)");
+  add_photo_options(*ph, o->photo, "--invert-steps");
+  ph->add_flag("--paste-back,!--no-paste-back", o->paste_back,
+               "also write <name>.photo.png: the whole photo with the edited face put back "
+               "(default on)");
+  ph->add_flag("--overwrite-inversion", o->photo.overwrite,
+               "invert photos again even when a cached inversion matches");
   auto* gl = sub->add_option_group("global", "global style-space directions (StyleCLIP §3)");
   gl->add_option("--neutral", o->neutral,
                  "what the image shows now, e.g. \"face\" (the target is --text)");

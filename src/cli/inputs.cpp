@@ -37,13 +37,16 @@ std::vector<InputItem> collect_inputs(const Generator& gen, const std::vector<ui
     char name[32];
     std::snprintf(name, sizeof name, "seed%04llu", static_cast<unsigned long long>(seed));
     const auto w = gen.truncate(gen.mapping(gen.seed_z(seed).unsqueeze(0)), truncation);
-    items.push_back(
-        {name, nlohmann::json{{"seed", seed}, {"truncation", truncation}}, gen.broadcast(w), {}});
+    items.push_back({name,
+                     nlohmann::json{{"seed", seed}, {"truncation", truncation}},
+                     gen.broadcast(w),
+                     {},
+                     nullptr});
   }
   for (const auto& f : files) {
     const auto path = std::filesystem::absolute(f.file.path).lexically_normal().string();
     if (!f.error.empty()) {
-      items.push_back({f.file.name, nlohmann::json{{"latent", path}}, {}, f.error});
+      items.push_back({f.file.name, nlohmann::json{{"latent", path}}, {}, f.error, nullptr});
       continue;
     }
     const auto& ws = f.ws;
@@ -53,7 +56,8 @@ std::vector<InputItem> collect_inputs(const Generator& gen, const std::vector<ui
       items.push_back({ws.size(0) > 1 ? f.file.name + suffix : f.file.name,
                        nlohmann::json{{"latent", path}, {"index", i}},
                        ws.slice(0, i, i + 1).to(gen.device()),
-                       {}});
+                       {},
+                       nullptr});
     }
   }
   return items;

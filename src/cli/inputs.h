@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,12 +17,16 @@
 
 namespace styleclip::cli {
 
+struct PhotoFace;  // photo.h
+
 struct InputItem {
   std::string
       name;  ///< "seed0007", a latent file's stem, or "<stem>_003" for row 3 of a batch file
   nlohmann::json input;  ///< what the sidecar records about where it came from
   torch::Tensor ws;      ///< [1, num_ws, w_dim] on the generator's device; undefined on error
   std::string error;     ///< why this input cannot be used (then ws is undefined)
+  /// For a photo: its face, alignment and inversion (ws is the inversion's), else null.
+  std::shared_ptr<PhotoFace> photo;
 };
 
 /// A latent file read (ws [N, num_ws, w_dim] on the CPU), or the reason it could not be.

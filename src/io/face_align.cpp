@@ -209,12 +209,15 @@ torch::Tensor paste_back(const torch::Tensor& photo, const torch::Tensor& crop,
   const auto m = alignment.crop_to_photo();
   const cv::Matx23d to_photo(m[0], m[1], m[2], m[3], m[4], m[5]);
   // Feathered mask over the crop: 1 inside, linear to 0 at the border over feather·S pixels.
+  // The outermost pixels are 0 themselves: bilinear sampling then stays inside the square (a
+  // mask that is non-zero at the border would leak a crop pixel beyond it, several photo pixels
+  // when the crop is small).
   const int s = alignment.size;
   const double ramp = std::max(1.0, feather * s);
   cv::Mat mask(s, s, CV_32F);
   for (int v = 0; v < s; ++v) {
     for (int u = 0; u < s; ++u) {
-      const double d = std::min({u + 0.5, s - u - 0.5, v + 0.5, s - v - 0.5});
+      const double d = std::min({u, s - 1 - u, v, s - 1 - v});
       mask.at<float>(v, u) = static_cast<float>(std::clamp(d / ramp, 0.0, 1.0));
     }
   }

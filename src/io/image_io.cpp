@@ -2,6 +2,11 @@
 #include <styleclip/io/atomic_file.h>
 #include <styleclip/io/image_io.h>
 
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <vector>
+
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -96,16 +101,73 @@ torch::Tensor resize_square(const torch::Tensor& hwc, int size) {
   return torch::from_blob(dst.data, {size, size, 3}, torch::kUInt8).clone();
 }
 
+torch::Tensor fit_height(const torch::Tensor& hwc, int max_height) {
+  const auto h = hwc.size(0);
+  const auto w = hwc.size(1);
+  if (h <= max_height) return hwc;
+  const auto src_t = hwc.contiguous();
+  const cv::Mat src(static_cast<int>(h), static_cast<int>(w), CV_8UC3, src_t.data_ptr());
+  const int width = std::max(1, static_cast<int>(std::lround(double(w) * max_height / double(h))));
+  cv::Mat dst;
+  cv::resize(src, dst, cv::Size(width, max_height), 0, 0, cv::INTER_AREA);
+  return torch::from_blob(dst.data, {max_height, width, 3}, torch::kUInt8).clone();
+}
+
 torch::Tensor to_generator_range(const torch::Tensor& hwc) {
   return hwc.permute({2, 0, 1}).to(torch::kFloat32) / 127.5 - 1.0;
 }
 
-torch::Tensor read_image_rgb(const fs::path& path) {
+std::optional<std::pair<int64_t, int64_t>> peek_image_size(const fs::path& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return std::nullopt;
+  std::vector<unsigned char> head(64 * 1024);
+  f.read(reinterpret_cast<char*>(head.data()), static_cast<std::streamsize>(head.size()));
+  head.resize(static_cast<size_t>(f.gcount()));
+  const auto be16 = [&](size_t i) { return (int64_t{head[i]} << 8) | head[i + 1]; };
+  const auto be32 = [&](size_t i) { return (be16(i) << 16) | be16(i + 2); };
+  // PNG: the signature, then the IHDR chunk with width and height (big-endian) at bytes 16..23.
+  static const unsigned char png[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  if (head.size() >= 24 && std::equal(png, png + 8, head.begin()) &&
+      std::equal(head.begin() + 12, head.begin() + 16, "IHDR")) {
+    return std::make_pair(be32(16), be32(20));
+  }
+  // JPEG: walk the marker segments to the first start-of-frame (SOF0..SOF15 except DHT 0xC4,
+  // JPG 0xC8, DAC 0xCC): height at +5, width at +7. The header must lie in the first 64 KiB
+  // (EXIF thumbnails can push it further: then decoding decides).
+  if (head.size() >= 4 && head[0] == 0xFF && head[1] == 0xD8) {
+    size_t i = 2;
+    while (i + 9 < head.size()) {
+      if (head[i] != 0xFF) return std::nullopt;
+      const unsigned char m = head[i + 1];
+      if (m == 0xFF) {
+        ++i;  // fill byte
+        continue;
+      }
+      if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) {
+        return std::make_pair(be16(i + 7), be16(i + 5));
+      }
+      i += 2 + static_cast<size_t>(be16(i + 2));
+    }
+  }
+  return std::nullopt;
+}
+
+torch::Tensor read_image_rgb(const fs::path& path, int64_t max_pixels) {
   std::error_code ec;
   if (!fs::exists(path, ec))
     throw input_error("cannot read image '" + path.string() + "': file does not exist");
+  if (fs::is_directory(path, ec))
+    throw input_error("cannot read image '" + path.string() + "': it is a folder");
   if (fs::is_regular_file(path, ec) && fs::file_size(path, ec) == 0) {
     throw input_error("cannot read image '" + path.string() + "': file is empty");
+  }
+  const auto too_large = [&](int64_t w, int64_t h) {
+    return input_error("cannot read image '" + path.string() + "': " + std::to_string(w) + "x" +
+                       std::to_string(h) + " is more than --max-pixels " +
+                       std::to_string(max_pixels) + " pixels (raise --max-pixels if it is real)");
+  };
+  if (const auto size = peek_image_size(path)) {
+    if (size->first * size->second > max_pixels) throw too_large(size->first, size->second);
   }
   cv::Mat img;
   try {
@@ -119,6 +181,7 @@ torch::Tensor read_image_rgb(const fs::path& path) {
     throw input_error("cannot read image '" + path.string() +
                       "': not an image OpenCV can decode (use PNG, JPEG, WebP, TIFF or BMP)");
   }
+  if (int64_t{img.cols} * img.rows > max_pixels) throw too_large(img.cols, img.rows);
   if (img.depth() == CV_16U) img.convertTo(img, CV_8U, 1.0 / 257.0);
   if (img.depth() != CV_8U) {
     cv::Mat tmp;

@@ -371,3 +371,214 @@ TEST(InvertCli, PhotoWithoutAFaceExitsFour) {
 
 }  // namespace
 }  // namespace styleclip
+
+// `styleclip edit PHOTO`: detect → align → invert → edit → paste back (issue #7 §4).
+namespace styleclip {
+namespace {
+
+std::vector<std::string> photo_edit(const fs::path& out, const std::vector<std::string>& photos,
+                                    const std::string& text) {
+  std::vector<std::string> cmd = {"edit",
+                                  "--models",
+                                  test::testdata("tiny").string(),
+                                  "--face-detector",
+                                  yunet().string(),
+                                  "--text",
+                                  text,
+                                  "--steps",
+                                  "3",
+                                  "--invert-steps",
+                                  "10",
+                                  "--out",
+                                  out.string()};
+  cmd.insert(cmd.end(), photos.begin(), photos.end());
+  return cmd;
+}
+
+TEST(EditPhoto, GivesThePhotoBackWithTheEditedFaceAndReusesTheInversion) {
+  SKIP_UNLESS_BUNDLE("tiny");
+  SKIP_UNLESS_FIXTURE("faces/yunet_2022mar.onnx");
+  TempDir tmp;
+  const auto out = tmp / "out";
+  auto cmd = photo_edit(out, {photo("astronaut").string()}, "blonde hair");
+  cmd.push_back("--compare");
+  auto r = test::styleclip(cmd);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto base = out / "astronaut.blonde-hair.optimize";
+  EXPECT_EQ(r.out, base.string() + ".photo.png\n");  // what the user wanted: their photo back
+
+  const auto original = read_image_rgb(photo("astronaut"));
+  const auto edited = read_image_rgb(base.string() + ".photo.png");
+  ASSERT_EQ(edited.sizes(), original.sizes());
+  const auto side = json::parse(test::read_text(base.string() + ".json"));
+  // Outside the crop's square the photo is untouched, bit for bit; inside, the edit shows.
+  const auto& quad = side["input"]["detection"]["alignment"]["quad"];
+  double y_max = 0;
+  for (const auto& p : quad) y_max = std::max(y_max, p[1].get<double>());
+  const auto below = static_cast<int64_t>(std::ceil(y_max)) + 2;
+  ASSERT_LT(below, original.size(0));
+  EXPECT_TRUE(torch::equal(edited.slice(0, below), original.slice(0, below)));
+  const auto face = [&](const torch::Tensor& t) {
+    const auto& box = side["input"]["detection"]["face"]["box"];
+    const auto x = box[0].get<int64_t>(), y = box[1].get<int64_t>();
+    return t.slice(0, y, y + box[3].get<int64_t>())
+        .slice(1, x, x + box[2].get<int64_t>())
+        .to(torch::kFloat32);
+  };
+  EXPECT_GT((face(edited) - face(original)).abs().mean().item<double>(), 5.0);
+
+  // The sidecar records every stage.
+  EXPECT_EQ(side["input"]["photo"], fs::absolute(photo("astronaut")).lexically_normal().string());
+  EXPECT_EQ(side["input"]["faces_found"], 1);
+  EXPECT_EQ(side["input"]["detection"]["face"]["landmarks"].size(), 5u);
+  EXPECT_EQ(side["input"]["inversion"]["cached"], false);
+  EXPECT_GT(side["input"]["inversion"]["psnr"].get<double>(), 0.0);
+  EXPECT_EQ(side["input"]["paste_back"], true);
+  EXPECT_EQ(side["outputs"]["photo"], "astronaut.blonde-hair.optimize.photo.png");
+  // compare: the aligned crop | its reconstruction | the edit; and the photo before | after.
+  const int res = 32;
+  const auto cmp = read_image_rgb(base.string() + ".compare.png");
+  EXPECT_EQ(cmp.sizes(), (std::vector<int64_t>{res, 3 * res, 3}));
+  const auto pcmp = read_image_rgb(base.string() + ".photo-compare.png");
+  EXPECT_EQ(pcmp.size(1), 2 * original.size(1));
+  EXPECT_TRUE(torch::equal(pcmp.slice(1, 0, original.size(1)), original));
+
+  // A second edit of the same photo: the inversion comes from the cache.
+  const auto latent = out / "astronaut.latent.pt";
+  ASSERT_TRUE(fs::exists(latent));
+  const auto stamp = fs::last_write_time(latent);
+  r = test::styleclip(photo_edit(out, {photo("astronaut").string()}, "red hair"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("cached"), std::string::npos) << r.err;
+  EXPECT_EQ(fs::last_write_time(latent), stamp);
+  const auto side2 = json::parse(test::read_text(out / "astronaut.red-hair.optimize.json"));
+  EXPECT_EQ(side2["input"]["inversion"]["cached"], true);
+  EXPECT_EQ(side2["input"]["inversion"]["latent"], side["input"]["inversion"]["latent"]);
+
+  // --no-paste-back: the edited crop only.
+  cmd = photo_edit(tmp / "crop-only", {photo("astronaut").string()}, "blonde hair");
+  cmd.push_back("--no-paste-back");
+  r = test::styleclip(cmd);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, (tmp / "crop-only" / "astronaut.blonde-hair.optimize.png").string() + "\n");
+  EXPECT_FALSE(fs::exists(tmp / "crop-only" / "astronaut.blonde-hair.optimize.photo.png"));
+}
+
+TEST(EditPhoto, NoFaceAloneExitsFourAndInABatchTheOthersGoOn) {
+  SKIP_UNLESS_BUNDLE("tiny");
+  SKIP_UNLESS_FIXTURE("faces/yunet_2022mar.onnx");
+  TempDir tmp;
+  auto r = test::styleclip(photo_edit(tmp / "cat", {photo("chelsea").string()}, "blonde hair"));
+  EXPECT_EQ(r.code, 4);
+  EXPECT_NE(r.err.find("no face found in '" + photo("chelsea").string() + "'"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find("terminate"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(tmp / "cat"));
+
+  r = test::styleclip(photo_edit(
+      tmp / "mix", {photo("chelsea").string(), photo("astronaut").string()}, "blonde hair"));
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_TRUE(fs::exists(tmp / "mix" / "astronaut.blonde-hair.optimize.photo.png"));
+  EXPECT_FALSE(fs::exists(tmp / "mix" / "chelsea.blonde-hair.optimize.json"));
+  EXPECT_NE(r.err.find("chelsea"), std::string::npos) << r.err;
+}
+
+TEST(EditPhoto, AlignedCropsAndEveryEngine) {
+  SKIP_UNLESS_BUNDLE("tiny");
+  TempDir tmp;
+  const std::string tiny = test::testdata("tiny").string();
+  auto r = test::styleclip(
+      {"generate", "--models", tiny, "--seed", "5", "--out", (tmp / "gen").string(), "-q"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto crop = (tmp / "gen" / "seed0005.png").string();
+  // An aligned crop: no detector needed, no paste-back (there is no photo around it).
+  r = test::styleclip({"edit", "--models", tiny, "--aligned", crop, "--text", "a smile", "--steps",
+                       "3", "--invert-steps", "10", "--out", (tmp / "o").string()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, (tmp / "o" / "seed0005.a-smile.optimize.png").string() + "\n");
+  const auto side = json::parse(test::read_text(tmp / "o" / "seed0005.a-smile.optimize.json"));
+  EXPECT_EQ(side["input"]["paste_back"], false);
+  EXPECT_TRUE(side["input"]["detection"].is_null());
+  // The global engine takes the same inverted photo from the cache (a copy of the bundle with
+  // quick statistics: the generator, and so the cache key, is the same).
+  const auto bundle = tmp / "bundle";
+  fs::copy(tiny, bundle, fs::copy_options::recursive);
+  r = test::styleclip({"global", "prepare", "--models", bundle.string(), "--samples", "200",
+                       "--images", "2", "-q"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = test::styleclip({"edit", "--models", bundle.string(), "--aligned", crop, "--method", "global",
+                       "--neutral", "a face", "--text", "a smile", "--threshold", "0",
+                       "--invert-steps", "10", "--out", (tmp / "o").string()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("cached"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::exists(tmp / "o" / "seed0005.a-smile.global.png"));
+}
+
+TEST(PhotoIo, PixelLimitIsCheckedFromTheHeaderAndOddFormatsBecomeRgb) {
+  TempDir tmp;
+  const auto png = tmp / "wide.png";
+  const auto jpg = tmp / "wide.jpg";
+  const auto img = torch::rand({3, 30, 70}) * 2 - 1;
+  write_image(png, img);
+  write_image(jpg, img);
+  for (const auto& f : {png, jpg}) {
+    const auto size = peek_image_size(f);
+    ASSERT_TRUE(size.has_value()) << f;
+    EXPECT_EQ(size->first, 70) << f;
+    EXPECT_EQ(size->second, 30) << f;
+    EXPECT_EQ(read_image_rgb(f, 2100).sizes(), (std::vector<int64_t>{30, 70, 3}));
+    try {
+      (void)read_image_rgb(f, 2099);
+      ADD_FAILURE() << "no error for " << f;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ExitCode::kInputUnusable);
+      EXPECT_NE(std::string(e.what()).find("70x30 is more than --max-pixels 2099"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  // The command line's --max-pixels, one line naming the file.
+  if (test::have_fixture("faces/yunet_2022mar.onnx")) {
+    const auto r =
+        test::styleclip({"align", png.string(), "--max-pixels", "100", "--size", "64",
+                         "--face-detector", yunet().string(), "--out", (tmp / "o").string()});
+    EXPECT_EQ(r.code, 4);
+    EXPECT_NE(r.err.find("'" + png.string() + "': 70x30 is more than --max-pixels 100"),
+              std::string::npos)
+        << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+
+  // Greyscale, RGBA, 16-bit, WebP, TIFF and BMP all come back as 8-bit RGB.
+  const auto made = test::run_program(
+      {STYLECLIP_PYTHON, "-c",
+       "import sys, os\nfrom PIL import Image\nd = sys.argv[1]\n"
+       "Image.new('L', (9, 7), 200).save(os.path.join(d, 'grey.png'))\n"
+       "Image.new('RGBA', (9, 7), (10, 20, 30, 40)).save(os.path.join(d, 'rgba.png'))\n"
+       "Image.new('I;16', (9, 7), 65535).save(os.path.join(d, 'deep.png'))\n"
+       "for e in ('webp', 'tiff', 'bmp'):\n"
+       "    Image.new('RGB', (9, 7), (250, 5, 5)).save(os.path.join(d, 'red.' + e), "
+       "**({'lossless': True} if e == 'webp' else {}))\n",
+       tmp.path().string()});
+  if (made.code != 0)
+    GTEST_SKIP() << "python3-pil is needed to write the test images: " << made.err;
+  const auto grey = read_image_rgb(tmp / "grey.png");
+  EXPECT_EQ(grey.sizes(), (std::vector<int64_t>{7, 9, 3}));
+  EXPECT_EQ(grey[3][4][0].item<int>(), 200);
+  EXPECT_EQ(grey[3][4][2].item<int>(), 200);
+  const auto rgba = read_image_rgb(tmp / "rgba.png");
+  EXPECT_EQ(rgba[0][0][0].item<int>(), 10);
+  EXPECT_EQ(rgba[0][0][2].item<int>(), 30);
+  const auto deep = read_image_rgb(tmp / "deep.png");
+  EXPECT_EQ(deep.scalar_type(), torch::kUInt8);
+  EXPECT_EQ(deep[0][0][1].item<int>(), 255);
+  for (const auto* e : {"webp", "tiff", "bmp"}) {
+    const auto red = read_image_rgb(tmp / (std::string("red.") + e));
+    EXPECT_EQ(red.sizes(), (std::vector<int64_t>{7, 9, 3})) << e;
+    EXPECT_GT(red[2][2][0].item<int>(), 240) << e;
+    EXPECT_LT(red[2][2][1].item<int>(), 15) << e;
+  }
+}
+
+}  // namespace
+}  // namespace styleclip

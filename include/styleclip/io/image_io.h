@@ -5,7 +5,10 @@
 // is BGR, HWC, uint8: the conversion is explicit here and nowhere else.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
+#include <optional>
+#include <utility>
 #include <vector>
 
 #include <torch/types.h>
@@ -30,11 +33,22 @@ bool write_video(const std::filesystem::path& path,
 /// growing): an aligned crop brought to the generator's resolution.
 torch::Tensor resize_square(const torch::Tensor& hwc, int size);
 
+/// [H, W, 3] uint8 RGB shrunk (area averaging) to at most `max_height` rows, aspect kept; the
+/// image itself when it is no taller.
+torch::Tensor fit_height(const torch::Tensor& hwc, int max_height);
+
 /// [H, W, 3] uint8 RGB → [3, H, W] float in [-1, 1] (the generator's range).
 torch::Tensor to_generator_range(const torch::Tensor& hwc);
 
-/// Reads an image file as [H, W, 3] uint8 RGB (greyscale and RGBA converted, 16-bit scaled).
-/// Throws an input error naming the file when it is missing, empty or not an image.
-torch::Tensor read_image_rgb(const std::filesystem::path& path);
+/// The width and height a PNG or JPEG file declares in its header, read without decoding; nullopt
+/// for other formats or a header that cannot be parsed (then decoding decides).
+std::optional<std::pair<int64_t, int64_t>> peek_image_size(const std::filesystem::path& path);
+
+/// Reads an image file as [H, W, 3] uint8 RGB (greyscale and RGBA converted, 16-bit scaled, EXIF
+/// orientation applied). Throws an input error naming the file when it is missing, empty, not an
+/// image, or has more than `max_pixels` pixels (checked from the header before decoding where the
+/// format allows: a decompression bomb is refused before it takes the memory).
+torch::Tensor read_image_rgb(const std::filesystem::path& path,
+                             int64_t max_pixels = int64_t{1} << 30);
 
 }  // namespace styleclip

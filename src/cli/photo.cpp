@@ -1,0 +1,188 @@
+#include "photo.h"
+
+#include <styleclip/error.h>
+#include <styleclip/io/atomic_file.h>
+#include <styleclip/io/image_io.h>
+#include <styleclip/io/latent_io.h>
+#include <styleclip/io/sha256.h>
+#include <styleclip/losses/losses.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <fstream>
+
+#include <spdlog/spdlog.h>
+
+#include "common.h"
+
+namespace styleclip::cli {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+bool is_photo_path(const fs::path& path) {
+  auto ext = path.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  for (const char* e : {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}) {
+    if (ext == e) return true;
+  }
+  return false;
+}
+
+void add_photo_options(CLI::App& app, PhotoOptions& o, const std::string& steps_flag) {
+  app.add_option("--face-detector", o.detector,
+                 "YuNet model for photos (default: the bundle's face_detector.onnx)");
+  app.add_flag("--aligned", o.aligned, "photos are aligned face crops already: no detection");
+  app.add_option("--max-pixels", o.max_pixels,
+                 "refuse photos with more pixels than this (decompression bombs)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+  app.add_option(steps_flag, o.engine.steps, "inversion: projector steps")->capture_default_str();
+  app.add_option("--invert-lr", o.engine.lr, "inversion: peak learning rate")
+      ->capture_default_str();
+  app.add_option("--pixel-lambda", o.engine.pixel_lambda, "inversion: weight of the pixel MSE")
+      ->capture_default_str();
+  app.add_option("--clip-lambda", o.engine.clip_lambda,
+                 "inversion: weight of the CLIP image-feature distance (the perceptual term; 0: "
+                 "off)")
+      ->capture_default_str();
+}
+
+json PhotoFace::to_json() const {
+  json j = {{"photo", fs::absolute(path).lexically_normal().string()},
+            {"size", {photo.size(1), photo.size(0)}},
+            {"faces_found", faces_found},
+            {"detection", detection}};
+  j["inversion"] = {{"method", "optimize"},
+                    {"latent", latent_file.string()},
+                    {"sidecar", sidecar_file.string()},
+                    {"cached", cached},
+                    {"psnr", psnr},
+                    {"identity_similarity", identity ? json(*identity) : json(nullptr)}};
+  return j;
+}
+
+PhotoInverter::PhotoInverter(const Bundle& bundle, const fs::path& models, const Generator& gen,
+                             const Clip* clip, const IdentityModel* identity,
+                             const PhotoOptions& options, fs::path out_dir)
+    : bundle_(bundle),
+      models_(models),
+      gen_(gen),
+      clip_(clip),
+      identity_(identity),
+      options_(options),
+      out_dir_(std::move(out_dir)) {
+  validate(options_.engine);
+  if (options_.aligned) return;
+  if (!options_.detector.empty()) {
+    detector_ = std::make_unique<FaceDetector>(options_.detector);
+  } else if (bundle.has("face_detector")) {
+    detector_ = std::make_unique<FaceDetector>(bundle.file("face_detector"));
+  } else {
+    spdlog::info(
+        "no face detector (--face-detector FILE, or the bundle's face_detector.onnx): photos are "
+        "taken as aligned face crops");
+  }
+}
+
+PhotoInverter::~PhotoInverter() = default;
+
+PhotoFace PhotoInverter::locate(const fs::path& photo) const {
+  PhotoFace face;
+  face.path = photo;
+  face.photo = read_image_rgb(photo, options_.max_pixels);
+  const int res = bundle_.generator().resolution;
+  if (detector_) {
+    const auto faces = detector_->detect(face.photo);
+    if (faces.empty()) {
+      throw input_error("no face found in '" + photo.string() +
+                        "' (give a photo with a face seen from the front, or an aligned face crop "
+                        "with --aligned)");
+    }
+    face.faces_found = static_cast<int>(faces.size());
+    if (faces.size() > 1) {
+      spdlog::info("'{}': {} faces, using the largest (styleclip align --all-faces crops each)",
+                   photo.string(), faces.size());
+    }
+    face.alignment = ffhq_alignment(faces.front().landmarks, res);
+    face.crop = align_face(face.photo, *face.alignment);
+    face.detection = {{"face", faces.front().to_json()}, {"alignment", face.alignment->to_json()}};
+  } else {
+    face.crop = resize_square(face.photo, res);
+  }
+  return face;
+}
+
+void PhotoInverter::invert(PhotoFace& face) const {
+  const std::string stem = face.path.stem().string();
+  face.latent_file = out_dir_ / (stem + ".latent.pt");
+  face.sidecar_file = out_dir_ / (stem + ".invert.json");
+  const auto checksums = bundle_.checksums();
+  const json key = {{"image_sha256", sha256_file(face.path)},
+                    {"generator_sha256", checksums.value("generator", "")},
+                    {"aligned_input", !face.alignment.has_value()},
+                    {"options", options_.engine.to_json()}};
+  const auto& g = bundle_.generator();
+  if (!options_.overwrite && fs::exists(face.latent_file) && fs::exists(face.sidecar_file)) {
+    try {
+      std::ifstream f(face.sidecar_file);
+      const auto side = json::parse(f);
+      if (side.value("cache_key", json()) == key) {
+        face.ws = load_latents(face.latent_file, g.num_ws, g.w_dim);
+        face.psnr = side.at("metrics").value("psnr", 0.0);
+        const auto id = side.at("metrics").value("identity_similarity", json());
+        if (id.is_number()) face.identity = id.get<double>();
+        face.cached = true;
+        spdlog::info(
+            "'{}': inverted before with the same image, generator and options (cached in '{}')",
+            face.path.string(), face.sidecar_file.string());
+        return;
+      }
+    } catch (const std::exception&) {
+      // An unreadable or partial cache is no cache: invert again.
+    }
+  }
+  const auto target = to_generator_range(face.crop).unsqueeze(0).to(gen_.device());
+  Progress progress("invert " + stem, options_.engine.steps);
+  const auto r = styleclip::invert(gen_, clip_, target, torch::Tensor(), options_.engine,
+                                   [&](int done, int, double loss) {
+                                     char buf[32];
+                                     std::snprintf(buf, sizeof buf, "loss %.4f", loss);
+                                     progress.update(done, buf);
+                                   });
+  progress.finish();
+  face.ws = r.ws.cpu();
+  face.psnr = r.psnr_after[0];
+  if (identity_ != nullptr) {
+    torch::NoGradGuard no_grad;
+    face.identity = IdentityLoss(*identity_, target).similarity(r.images)[0].item<double>();
+  }
+  ensure_output_dir(out_dir_);
+  const fs::path target_png = out_dir_ / (stem + ".target.png");
+  const fs::path recon_png = out_dir_ / (stem + ".inverted.png");
+  write_image(target_png, target[0]);
+  write_image(recon_png, r.images[0]);
+  save_tensor_pt(face.latent_file, face.ws);
+  json side = sidecar_header("invert", models_, checksums);
+  side["input"] = {{"image", fs::absolute(face.path).string()},
+                   {"align", face.detection},
+                   {"faces_found", face.faces_found}};
+  side["options"] = options_.engine.to_json();
+  side["options"]["device"] = gen_.device().str();
+  side["method"] = "optimize";
+  side["metrics"] = {{"psnr_start", r.psnr_before[0]},
+                     {"psnr", r.psnr_after[0]},
+                     {"identity_similarity", face.identity ? json(*face.identity) : json(nullptr)},
+                     {"final_loss", r.loss_history.empty() ? 0.0 : r.loss_history.back()}};
+  side["timing"] = {{"seconds", r.seconds}};
+  side["outputs"] = {{"latent", face.latent_file.filename().string()},
+                     {"target", target_png.filename().string()},
+                     {"reconstruction", recon_png.filename().string()}};
+  side["cache_key"] = key;
+  write_json(face.sidecar_file, side);  // last: marks the cache as complete
+  spdlog::info("'{}': inverted, PSNR {:.2f} dB (from {:.2f} at w_avg) in {:.1f} s",
+               face.path.string(), r.psnr_after[0], r.psnr_before[0], r.seconds);
+}
+
+}  // namespace styleclip::cli

@@ -1,0 +1,98 @@
+// src/cli/photo.h — a photo made editable (issue #7): read, detect the face, FFHQ-align it, invert
+// the crop to W+ (engines/invert), and cache the inversion beside the outputs. Shared by
+// `styleclip invert` and `styleclip edit PHOTO`, so that inverting a photo with one and editing it
+// with the other reuses the same cache.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <torch/types.h>
+#include <nlohmann/json.hpp>
+
+#include <styleclip/engines/invert.h>
+#include <styleclip/io/face_align.h>
+#include <styleclip/models/bundle.h>
+#include <styleclip/models/clip.h>
+#include <styleclip/models/generator.h>
+#include <styleclip/models/identity.h>
+
+#include <CLI/CLI.hpp>
+
+namespace styleclip::cli {
+
+/// Image file extensions taken as photos (everything else is a latent file).
+bool is_photo_path(const std::filesystem::path& path);
+
+/// The default of `--max-pixels`: larger than any camera's photo (200 MP phones exist), small
+/// enough that a decompression bomb is refused before it is decoded.
+inline constexpr int64_t kDefaultMaxPixels = 250'000'000;
+
+/// How photos are found and inverted: the options `invert` and `edit` share.
+struct PhotoOptions {
+  std::string detector;    ///< --face-detector (default: the bundle's face_detector.onnx)
+  bool aligned = false;    ///< inputs are aligned crops: no detection, no paste-back
+  bool overwrite = false;  ///< invert again even when the cache matches
+  int64_t max_pixels = kDefaultMaxPixels;
+  InvertOptions engine;
+};
+
+/// `--face-detector`, `--aligned`, `--max-pixels` and the projector's options. `prefix` names the
+/// projector's step option: "--steps" for invert, "--invert-steps" for edit (whose --steps is
+/// the edit's).
+void add_photo_options(CLI::App& app, PhotoOptions& o, const std::string& steps_flag);
+
+/// One photo's face, ready to edit.
+struct PhotoFace {
+  std::filesystem::path path;
+  torch::Tensor photo;                 ///< [H, W, 3] uint8, EXIF orientation applied
+  torch::Tensor crop;                  ///< [R, R, 3] uint8: what was inverted
+  std::optional<Alignment> alignment;  ///< none for aligned inputs (then no paste-back)
+  nlohmann::json detection = nullptr;  ///< the face and the alignment, for sidecars
+  int faces_found = 0;
+  torch::Tensor ws;                ///< [1, num_ws, w_dim] on the CPU
+  double psnr = 0;                 ///< reconstruction vs crop, dB
+  std::optional<double> identity;  ///< identity similarity, when the bundle has a model
+  bool cached = false;
+  std::filesystem::path latent_file, sidecar_file;
+  [[nodiscard]] nlohmann::json to_json() const;  ///< the stages, for the edit's sidecar
+};
+
+/// Detects, aligns and inverts photos, caching each inversion in `out_dir` as
+/// `<stem>.latent.pt` + `<stem>.invert.json` (+ `.target.png`, `.inverted.png`), keyed by the
+/// image's checksum, the generator's checksum and the options.
+class PhotoInverter {
+ public:
+  /// `clip` may be null when the options' clip_lambda is 0; `identity` may be null.
+  PhotoInverter(const Bundle& bundle, const std::filesystem::path& models, const Generator& gen,
+                const Clip* clip, const IdentityModel* identity, const PhotoOptions& options,
+                std::filesystem::path out_dir);
+  ~PhotoInverter();
+  PhotoInverter(const PhotoInverter&) = delete;
+  PhotoInverter& operator=(const PhotoInverter&) = delete;
+
+  [[nodiscard]] bool has_detector() const { return detector_ != nullptr; }
+
+  /// Reads the photo and finds its face (largest first). Throws an input error naming the photo
+  /// when it cannot be read or has no face.
+  [[nodiscard]] PhotoFace locate(const std::filesystem::path& photo) const;
+
+  /// Fills `face.ws`: from the cache when it matches, else by the projector (writing the cache;
+  /// the sidecar last, so a half-written cache is never taken for a whole one).
+  void invert(PhotoFace& face) const;
+
+ private:
+  const Bundle& bundle_;
+  std::filesystem::path models_;
+  const Generator& gen_;
+  const Clip* clip_;
+  const IdentityModel* identity_;
+  PhotoOptions options_;
+  std::filesystem::path out_dir_;
+  std::unique_ptr<FaceDetector> detector_;
+};
+
+}  // namespace styleclip::cli
