@@ -12,6 +12,9 @@ Run with Debian's Python (`/usr/bin/python3`), which has PyTorch. Examples:
   /usr/bin/python3 scripts/export_bundle.py --mapper mohawk.pt --out models/mohawk.mapper.pt
   # ArcFace IR-SE50 for the identity loss (the file StyleCLIP, e4e and pSp load)
   /usr/bin/python3 scripts/export_bundle.py --identity model_ir_se50.pth --out models/ffhq
+  # photos: YuNet for face detection and the e4e encoder for fast inversion
+  /usr/bin/python3 scripts/export_bundle.py --face-detector face_detection_yunet_2022mar.onnx \
+      --encoder e4e_ffhq_encode.pt --out models/ffhq
   # a small random generator for tests and benchmarks
   /usr/bin/python3 scripts/export_bundle.py --random --resolution 64 --w-dim 64 --n-mlp 4 \
       --channel-divisor 8 --out /tmp/tiny
@@ -73,6 +76,14 @@ def parse_args(argv):
     mp.add_argument("--num-ws", type=int, default=None,
                     help="with --mapper: W+ rows of the target generator (default: from the checkpoint's "
                          "stylegan_size, 18 for 1024 px)")
+    en = p.add_argument_group("e4e encoder (for photos: styleclip invert / edit PHOTO --with encoder)")
+    en.add_argument("--encoder", metavar="CKPT",
+                    help="the published e4e checkpoint (e4e_ffhq_encode.pt): its encoder.* and latent_avg")
+    en.add_argument("--random-encoder", metavar="DIVISOR", type=int,
+                    help="export a random-weight e4e (widths / DIVISOR, one unit per group, 64 px input) "
+                         "for the bundle's generator instead; with --save-encoder-checkpoint FILE also "
+                         "write it in the published layout")
+    en.add_argument("--save-encoder-checkpoint", metavar="FILE", help=argparse.SUPPRESS)
     fd = p.add_argument_group("face detector (for photos: styleclip align / edit PHOTO)")
     fd.add_argument("--face-detector", metavar="ONNX",
                     help="a YuNet face detector (face_detection_yunet_2022mar.onnx), copied into the bundle")
@@ -229,6 +240,36 @@ def export_identity(args, manifest):
     print(f"identity: IR-SE50, {section['config']['embed_dim']}-d features -> {args.out}/identity.pt")
 
 
+def export_encoder(args, manifest):
+    import torch
+    from styleclip_export import bundle, encoder
+
+    gen = manifest.get("generator")
+    if gen is None:
+        fail(f"'{args.out}' has no generator: export it first (--stylegan), the encoder inverts into its W+")
+    num_ws, w_dim = gen["num_ws"], gen["w_dim"]
+    src = args.encoder
+    if args.random_encoder:
+        ckpt = encoder.random_encoder_checkpoint(num_ws, w_dim, seed=args.seed, width_divisor=args.random_encoder)
+        src = args.save_encoder_checkpoint or os.path.join(args.out, ".random_encoder.pt")
+        torch.save(ckpt, src)
+    elif not os.path.isfile(src):
+        fail(f"cannot read checkpoint '{src}': file does not exist")
+    try:
+        section = encoder.export_encoder(src, args.out, num_ws, w_dim)
+    except ValueError as e:
+        fail(str(e))
+    finally:
+        if args.random_encoder and not args.save_encoder_checkpoint:
+            os.remove(src)
+    if args.random_encoder:
+        section["source"] = f"random (widths / {args.random_encoder}, seed {args.seed})"
+    manifest["files"]["encoder"] = bundle.file_entry(args.out, section.pop("file"))
+    section["provenance"] = bundle.provenance(None if args.random_encoder and not args.save_encoder_checkpoint else src)
+    manifest["encoder"] = section
+    print(f"encoder: e4e, {section['config']['input_size']} px -> W+ [{num_ws}, {w_dim}] -> {args.out}/encoder.pt")
+
+
 def export_face_detector(args, manifest):
     from styleclip_export import bundle
 
@@ -284,10 +325,12 @@ def main(argv=None):
         fail("give either --clip CKPT or --random-clip, not both")
     if args.identity and args.random_identity:
         fail("give either --identity CKPT or --random-identity, not both")
+    if args.encoder and args.random_encoder:
+        fail("give either --encoder CKPT or --random-encoder, not both")
     if not (args.stylegan or args.random or args.clip or args.random_clip or args.identity or args.face_detector
-            or args.random_identity or args.global_stats):
+            or args.random_identity or args.global_stats or args.encoder or args.random_encoder):
         fail("nothing to export: give --stylegan CKPT, --random, --clip CKPT, --random-clip, "
-             "--identity CKPT or --random-identity")
+             "--identity CKPT, --random-identity, --encoder CKPT or --face-detector ONNX")
     if args.save_checkpoint and not args.random:
         fail("--save-checkpoint only applies to --random")
     from styleclip_export import bundle
@@ -307,6 +350,8 @@ def main(argv=None):
         export_global_stats(args, manifest)
     if args.face_detector:
         export_face_detector(args, manifest)
+    if args.encoder or args.random_encoder:
+        export_encoder(args, manifest)
     bundle.write_manifest(args.out, manifest)
 
 

@@ -6,9 +6,11 @@
 #include <styleclip/io/latent_io.h>
 #include <styleclip/io/sha256.h>
 #include <styleclip/losses/losses.h>
+#include <styleclip/runtime.h>
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 
@@ -38,6 +40,11 @@ void add_photo_options(CLI::App& app, PhotoOptions& o, const std::string& steps_
                  "refuse photos with more pixels than this (decompression bombs)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+  app.add_option("--with", o.with,
+                 "inversion: encoder (the bundle's e4e, milliseconds), optimize (the projector, "
+                 "from the encoder's answer when the bundle has one) or auto (encoder if any)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "encoder", "optimize"}));
   app.add_option(steps_flag, o.engine.steps, "inversion: projector steps")->capture_default_str();
   app.add_option("--invert-lr", o.engine.lr, "inversion: peak learning rate")
       ->capture_default_str();
@@ -54,7 +61,7 @@ json PhotoFace::to_json() const {
             {"size", {photo.size(1), photo.size(0)}},
             {"faces_found", faces_found},
             {"detection", detection}};
-  j["inversion"] = {{"method", "optimize"},
+  j["inversion"] = {{"method", method},
                     {"latent", latent_file.string()},
                     {"sidecar", sidecar_file.string()},
                     {"cached", cached},
@@ -74,6 +81,21 @@ PhotoInverter::PhotoInverter(const Bundle& bundle, const fs::path& models, const
       options_(options),
       out_dir_(std::move(out_dir)) {
   validate(options_.engine);
+  const bool has_encoder = bundle.has("encoder");
+  if (options_.with == "encoder" && !has_encoder) {
+    throw usage_error("--with encoder: the bundle '" + models.string() +
+                      "' has no encoder (add e4e with scripts/export_bundle.py --encoder "
+                      "e4e_ffhq_encode.pt, or use --with optimize)");
+  }
+  if (options_.with != "auto" && options_.with != "encoder" && options_.with != "optimize") {
+    throw usage_error("invalid --with '" + options_.with + "': expected auto, encoder or optimize");
+  }
+  if (has_encoder) encoder_ = std::make_unique<Encoder>(bundle, gen.device());
+  if (options_.with == "optimize") {
+    method_ = has_encoder ? "encoder+optimize" : "optimize";
+  } else {
+    method_ = has_encoder ? "encoder" : "optimize";
+  }
   if (options_.aligned) return;
   if (!options_.detector.empty()) {
     detector_ = std::make_unique<FaceDetector>(options_.detector);
@@ -119,10 +141,14 @@ void PhotoInverter::invert(PhotoFace& face) const {
   face.latent_file = out_dir_ / (stem + ".latent.pt");
   face.sidecar_file = out_dir_ / (stem + ".invert.json");
   const auto checksums = bundle_.checksums();
-  const json key = {{"image_sha256", sha256_file(face.path)},
-                    {"generator_sha256", checksums.value("generator", "")},
-                    {"aligned_input", !face.alignment.has_value()},
-                    {"options", options_.engine.to_json()}};
+  face.method = method_;
+  const bool optimise = method_ != "encoder";
+  json key = {{"image_sha256", sha256_file(face.path)},
+              {"generator_sha256", checksums.value("generator", "")},
+              {"aligned_input", !face.alignment.has_value()},
+              {"method", method_}};
+  if (encoder_) key["encoder_sha256"] = checksums.value("encoder", "");
+  if (optimise) key["options"] = options_.engine.to_json();
   const auto& g = bundle_.generator();
   if (!options_.overwrite && fs::exists(face.latent_file) && fs::exists(face.sidecar_file)) {
     try {
@@ -144,15 +170,38 @@ void PhotoInverter::invert(PhotoFace& face) const {
     }
   }
   const auto target = to_generator_range(face.crop).unsqueeze(0).to(gen_.device());
-  Progress progress("invert " + stem, options_.engine.steps);
-  const auto r = styleclip::invert(gen_, clip_, target, torch::Tensor(), options_.engine,
-                                   [&](int done, int, double loss) {
-                                     char buf[32];
-                                     std::snprintf(buf, sizeof buf, "loss %.4f", loss);
-                                     progress.update(done, buf);
-                                   });
-  progress.finish();
-  face.ws = r.ws.cpu();
+  InvertResult r;
+  torch::Tensor start;
+  double encode_ms = 0;
+  if (encoder_) {
+    torch::NoGradGuard no_grad;
+    const auto t0 = std::chrono::steady_clock::now();
+    start = encoder_->encode(target);
+    synchronize_device(gen_.device());
+    encode_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  }
+  if (optimise) {
+    Progress progress("invert " + stem, options_.engine.steps);
+    r = styleclip::invert(gen_, clip_, target, start, options_.engine,
+                          [&](int done, int, double loss) {
+                            char buf[32];
+                            std::snprintf(buf, sizeof buf, "loss %.4f", loss);
+                            progress.update(done, buf);
+                          });
+    progress.finish();
+  } else {
+    // The encoder's answer as it is (e4e alone: one forward pass).
+    torch::NoGradGuard no_grad;
+    const PrecisionScope scope(options_.engine.precision, gen_.device());
+    r.ws = start;
+    r.images = gen_.synthesis(start);
+    const auto avg = gen_.synthesis(gen_.broadcast(gen_.w_avg().unsqueeze(0)));
+    r.psnr_before = {psnr(avg, target)[0].item<double>()};
+    r.psnr_after = {psnr(r.images, target)[0].item<double>()};
+    r.seconds = encode_ms / 1000.0;
+  }
+  face.ws = r.ws.detach().cpu();
   face.psnr = r.psnr_after[0];
   if (identity_ != nullptr) {
     torch::NoGradGuard no_grad;
@@ -168,21 +217,23 @@ void PhotoInverter::invert(PhotoFace& face) const {
   side["input"] = {{"image", fs::absolute(face.path).string()},
                    {"align", face.detection},
                    {"faces_found", face.faces_found}};
-  side["options"] = options_.engine.to_json();
+  side["options"] = optimise ? options_.engine.to_json() : json::object();
   side["options"]["device"] = gen_.device().str();
-  side["method"] = "optimize";
-  side["metrics"] = {{"psnr_start", r.psnr_before[0]},
-                     {"psnr", r.psnr_after[0]},
-                     {"identity_similarity", face.identity ? json(*face.identity) : json(nullptr)},
-                     {"final_loss", r.loss_history.empty() ? 0.0 : r.loss_history.back()}};
+  side["method"] = method_;
+  side["metrics"] = {
+      {"psnr_start", r.psnr_before[0]},
+      {"psnr", r.psnr_after[0]},
+      {"identity_similarity", face.identity ? json(*face.identity) : json(nullptr)},
+      {"final_loss", r.loss_history.empty() ? json(nullptr) : json(r.loss_history.back())}};
   side["timing"] = {{"seconds", r.seconds}};
+  if (encoder_) side["timing"]["encoder_ms"] = encode_ms;
   side["outputs"] = {{"latent", face.latent_file.filename().string()},
                      {"target", target_png.filename().string()},
                      {"reconstruction", recon_png.filename().string()}};
   side["cache_key"] = key;
   write_json(face.sidecar_file, side);  // last: marks the cache as complete
-  spdlog::info("'{}': inverted, PSNR {:.2f} dB (from {:.2f} at w_avg) in {:.1f} s",
-               face.path.string(), r.psnr_after[0], r.psnr_before[0], r.seconds);
+  spdlog::info("'{}': inverted ({}), PSNR {:.2f} dB (from {:.2f} at w_avg) in {:.3g} s",
+               face.path.string(), method_, r.psnr_after[0], r.psnr_before[0], r.seconds);
 }
 
 }  // namespace styleclip::cli

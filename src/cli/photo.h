@@ -17,6 +17,7 @@
 #include <styleclip/io/face_align.h>
 #include <styleclip/models/bundle.h>
 #include <styleclip/models/clip.h>
+#include <styleclip/models/encoder.h>
 #include <styleclip/models/generator.h>
 #include <styleclip/models/identity.h>
 
@@ -36,6 +37,9 @@ struct PhotoOptions {
   std::string detector;    ///< --face-detector (default: the bundle's face_detector.onnx)
   bool aligned = false;    ///< inputs are aligned crops: no detection, no paste-back
   bool overwrite = false;  ///< invert again even when the cache matches
+  /// --with: "auto" (the encoder when the bundle has one, else optimize), "encoder" (e4e alone,
+  /// milliseconds) or "optimize" (the projector, from the encoder's answer when there is one).
+  std::string with = "auto";
   int64_t max_pixels = kDefaultMaxPixels;
   InvertOptions engine;
 };
@@ -55,6 +59,7 @@ struct PhotoFace {
   int faces_found = 0;
   torch::Tensor ws;                ///< [1, num_ws, w_dim] on the CPU
   double psnr = 0;                 ///< reconstruction vs crop, dB
+  std::string method;              ///< "encoder", "optimize" or "encoder+optimize"
   std::optional<double> identity;  ///< identity similarity, when the bundle has a model
   bool cached = false;
   std::filesystem::path latent_file, sidecar_file;
@@ -75,6 +80,8 @@ class PhotoInverter {
   PhotoInverter& operator=(const PhotoInverter&) = delete;
 
   [[nodiscard]] bool has_detector() const { return detector_ != nullptr; }
+  /// What inverts: "encoder", "optimize" or "encoder+optimize" (--with resolved).
+  [[nodiscard]] const std::string& method() const { return method_; }
 
   /// Reads the photo and finds its face (largest first). Throws an input error naming the photo
   /// when it cannot be read or has no face.
@@ -93,6 +100,8 @@ class PhotoInverter {
   PhotoOptions options_;
   std::filesystem::path out_dir_;
   std::unique_ptr<FaceDetector> detector_;
+  std::unique_ptr<Encoder> encoder_;
+  std::string method_;
 };
 
 }  // namespace styleclip::cli

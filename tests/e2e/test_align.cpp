@@ -4,6 +4,8 @@
 #include <styleclip/io/face_align.h>
 #include <styleclip/io/image_io.h>
 #include <styleclip/io/latent_io.h>
+#include <styleclip/models/bundle.h>
+#include <styleclip/models/encoder.h>
 
 #include <cmath>
 #include <fstream>
@@ -578,6 +580,64 @@ TEST(PhotoIo, PixelLimitIsCheckedFromTheHeaderAndOddFormatsBecomeRgb) {
     EXPECT_GT(red[2][2][0].item<int>(), 240) << e;
     EXPECT_LT(red[2][2][1].item<int>(), 15) << e;
   }
+}
+
+}  // namespace
+}  // namespace styleclip
+
+// The e4e encoder (issue #7 §3, --with encoder): a random one from the exporter, in the bundle.
+namespace styleclip {
+namespace {
+
+TEST(Encoder, ExportedRandomE4eLoadsAndInvertsInOnePass) {
+  SKIP_UNLESS_BUNDLE("tiny");
+  TempDir tmp;
+  const auto bundle = tmp / "bundle";
+  fs::copy(test::testdata("tiny"), bundle, fs::copy_options::recursive);
+  const std::string exporter = std::string(STYLECLIP_SOURCE_DIR) + "/scripts/export_bundle.py";
+  auto r = test::run_program(
+      {STYLECLIP_PYTHON, exporter, "--random-encoder", "8", "--out", bundle.string()});
+  ASSERT_EQ(r.code, 0) << r.err;
+
+  const auto b = Bundle::open(bundle);
+  const auto& g = b.generator();
+  const Encoder enc(b, torch::kCPU);
+  for (const int side : {32, 100}) {  // smaller and larger than the encoder's 64 px input
+    const auto w = enc.encode(torch::rand({2, 3, side, side}) * 2 - 1);
+    EXPECT_EQ(w.sizes(), (std::vector<int64_t>{2, g.num_ws, g.w_dim})) << side;
+    EXPECT_TRUE(torch::isfinite(w).all().item<bool>());
+  }
+
+  // invert: the encoder is the default when the bundle has one.
+  const auto crop = (tmp / "crop.png");
+  write_image(crop, torch::rand({3, 32, 32}) * 2 - 1);
+  r = test::styleclip({"invert", "--models", bundle.string(), "--aligned", crop.string(), "--out",
+                       (tmp / "e").string()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto side = json::parse(test::read_text(tmp / "e" / "crop.invert.json"));
+  EXPECT_EQ(side["method"], "encoder");
+  EXPECT_GE(side["timing"]["encoder_ms"].get<double>(), 0.0);
+  const auto latent = read_tensor_file(tmp / "e" / "crop.latent.pt");
+  EXPECT_EQ(latent.sizes(), (std::vector<int64_t>{1, g.num_ws, g.w_dim}));
+  const double encoder_psnr = side["metrics"]["psnr"].get<double>();
+
+  // --with optimize starts from the encoder's answer (its PSNR is the projector's start) and
+  // improves on it.
+  r = test::styleclip({"invert", "--models", bundle.string(), "--aligned", crop.string(), "--out",
+                       (tmp / "o").string(), "--with", "optimize", "--steps", "40"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  side = json::parse(test::read_text(tmp / "o" / "crop.invert.json"));
+  EXPECT_EQ(side["method"], "encoder+optimize");
+  EXPECT_NEAR(side["metrics"]["psnr_start"].get<double>(), encoder_psnr, 1e-3);
+  EXPECT_GT(side["metrics"]["psnr"].get<double>(), encoder_psnr);
+
+  // A bundle without an encoder: --with encoder is a usage error naming the fix.
+  r = test::styleclip({"invert", "--models", test::testdata("tiny").string(), "--aligned",
+                       crop.string(), "--out", (tmp / "x").string(), "--with", "encoder"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("has no encoder"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--encoder"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(tmp / "x"));
 }
 
 }  // namespace
