@@ -37,7 +37,7 @@ if [ ! -f "$work/generator/generator_ckpt.pt" ]; then
   [ -f "$work/generator/train_ckpt.pt" ] || cp "$work/generator-base/train_ckpt.pt" "$work/generator/"
   $py scripts/demo_train_generator.py --out "$work/generator" --synthesis-steps 17000 --mix-colours 0.5 \
     --layer-noise 0.15 --stop-at "$GEN_STOP" --threads "$threads"
-  $py scripts/demo_train_generator.py --out "$work/generator" --synthesis-steps 17000 --export-now
+  $py scripts/demo_train_generator.py --out "$work/generator" --synthesis-steps 17000 --export-now --w-scale 2
 fi
 stamp "export"
 rm -rf "$out.tmp" && mkdir -p "$out.tmp"

@@ -15,6 +15,8 @@ Run with Debian's Python (`/usr/bin/python3`), which has PyTorch. Examples:
   # photos: YuNet for face detection and the e4e encoder for fast inversion
   /usr/bin/python3 scripts/export_bundle.py --face-detector face_detection_yunet_2022mar.onnx \
       --encoder e4e_ffhq_encode.pt --out models/ffhq
+  # LPIPS-VGG for the photo projector (lpips' v0.1 linear layers + torchvision's VGG16)
+  /usr/bin/python3 scripts/export_bundle.py --lpips vgg.pth --lpips-vgg vgg16-397923af.pth --out models/ffhq
   # a small random generator for tests and benchmarks
   /usr/bin/python3 scripts/export_bundle.py --random --resolution 64 --w-dim 64 --n-mlp 4 \
       --channel-divisor 8 --out /tmp/tiny
@@ -84,6 +86,11 @@ def parse_args(argv):
                          "for the bundle's generator instead; with --save-encoder-checkpoint FILE also "
                          "write it in the published layout")
     en.add_argument("--save-encoder-checkpoint", metavar="FILE", help=argparse.SUPPRESS)
+    lp = p.add_argument_group("LPIPS-VGG (the photo projector's perceptual loss)")
+    lp.add_argument("--lpips", metavar="VGG_PTH", help="LPIPS v0.1 linear layers (lpips' weights/v0.1/vgg.pth)")
+    lp.add_argument("--lpips-vgg", metavar="CKPT", help="torchvision's VGG16 weights (vgg16-397923af.pth)")
+    lp.add_argument("--random-lpips", metavar="DIVISOR", type=int,
+                    help="export a random-weight LPIPS-VGG (widths / DIVISOR) instead, for tests")
     fd = p.add_argument_group("face detector (for photos: styleclip align / edit PHOTO)")
     fd.add_argument("--face-detector", metavar="ONNX",
                     help="a YuNet face detector (face_detection_yunet_2022mar.onnx), copied into the bundle")
@@ -270,6 +277,26 @@ def export_encoder(args, manifest):
     print(f"encoder: e4e, {section['config']['input_size']} px -> W+ [{num_ws}, {w_dim}] -> {args.out}/encoder.pt")
 
 
+def export_lpips(args, manifest):
+    import tempfile
+    from styleclip_export import bundle, lpips
+
+    try:
+        if args.random_lpips:
+            with tempfile.TemporaryDirectory() as tmp:
+                lin, vgg = lpips.random_lpips_files(tmp, args.random_lpips, args.seed)
+                section = lpips.export_lpips(lin, vgg, args.out)
+            section["source"] = f"random (widths / {args.random_lpips}, seed {args.seed})"
+        else:
+            section = lpips.export_lpips(args.lpips, args.lpips_vgg, args.out)
+    except ValueError as e:
+        fail(str(e))
+    manifest["files"]["lpips"] = bundle.file_entry(args.out, section.pop("file"))
+    section["provenance"] = bundle.provenance(None if args.random_lpips else args.lpips)
+    manifest["lpips"] = section
+    print(f"lpips: VGG16 + v0.1 linear layers -> {args.out}/lpips.pt")
+
+
 def export_face_detector(args, manifest):
     from styleclip_export import bundle
 
@@ -325,10 +352,15 @@ def main(argv=None):
         fail("give either --clip CKPT or --random-clip, not both")
     if args.identity and args.random_identity:
         fail("give either --identity CKPT or --random-identity, not both")
+    if args.lpips and args.random_lpips:
+        fail("give either --lpips VGG_PTH or --random-lpips, not both")
+    if args.lpips_vgg and not args.lpips:
+        fail("--lpips-vgg goes with --lpips VGG_PTH (LPIPS' linear layers)")
     if args.encoder and args.random_encoder:
         fail("give either --encoder CKPT or --random-encoder, not both")
     if not (args.stylegan or args.random or args.clip or args.random_clip or args.identity or args.face_detector
-            or args.random_identity or args.global_stats or args.encoder or args.random_encoder):
+            or args.random_identity or args.global_stats or args.encoder or args.random_encoder
+            or args.lpips or args.random_lpips):
         fail("nothing to export: give --stylegan CKPT, --random, --clip CKPT, --random-clip, "
              "--identity CKPT, --random-identity, --encoder CKPT or --face-detector ONNX")
     if args.save_checkpoint and not args.random:
@@ -352,6 +384,8 @@ def main(argv=None):
         export_face_detector(args, manifest)
     if args.encoder or args.random_encoder:
         export_encoder(args, manifest)
+    if args.lpips or args.random_lpips:
+        export_lpips(args, manifest)
     bundle.write_manifest(args.out, manifest)
 
 

@@ -196,10 +196,11 @@ bool write_item(const EditOptions& o, const fs::path& base_path, const std::stri
     outputs["photo"] = fs::path(base + ".photo.png").filename().string();
     shown = base + ".photo.png";
     if (o.compare) {
-      write_image_row(base + ".photo-compare.png",
+      // A preview to look at (JPEG, at most 1024 px high): the photo itself is .photo.png.
+      write_image_row(base + ".photo-compare.jpg",
                       {to_generator_range(fit_height(photo->photo, 1024)),
                        to_generator_range(fit_height(pasted, 1024))});
-      outputs["photo_compare"] = fs::path(base + ".photo-compare.png").filename().string();
+      outputs["photo_compare"] = fs::path(base + ".photo-compare.jpg").filename().string();
     }
   }
   const auto& error = r.errors[static_cast<size_t>(k)];
@@ -429,6 +430,10 @@ int run_edit(const EditOptions& o) {
     std::error_code ec;
     input_paths.insert(fs::weakly_canonical(f.file.path, ec).string());
   }
+  for (const auto& f : photo_inputs) {
+    std::error_code ec;
+    input_paths.insert(fs::weakly_canonical(f.path, ec).string());
+  }
 
   const fs::path out_dir = o.out;
   // Photos of this shard: find the face, align it, invert it (cached in --out, so a second edit
@@ -443,6 +448,14 @@ int run_edit(const EditOptions& o) {
       if (!item.photo || !item.error.empty()) continue;
       try {
         const fs::path path = item.photo->path;
+        // The inversion's cache must not replace an input (a folder edited into itself).
+        for (const auto& f : inverter.cache_files(path)) {
+          std::error_code ec;
+          if (input_paths.count(fs::weakly_canonical(f, ec).string()) > 0) {
+            throw input_error("its inversion '" + f.string() +
+                              "' would replace an input file (choose another --out)");
+          }
+        }
         *item.photo = inverter.locate(path);
         inverter.invert(*item.photo);
         item.ws = item.photo->ws.to(device);
@@ -475,7 +488,7 @@ int run_edit(const EditOptions& o) {
       std::error_code ec;
       bool clash = false;
       for (const char* ext : {".png", ".latent.pt", ".styles.pt", ".json", ".compare.png",
-                              ".photo.png", ".photo-compare.png"}) {
+                              ".photo.png", ".photo-compare.jpg"}) {
         if (input_paths.count(fs::weakly_canonical(base + ext, ec).string()) > 0) clash = true;
       }
       if (clash) {

@@ -50,6 +50,9 @@ void add_photo_options(CLI::App& app, PhotoOptions& o, const std::string& steps_
       ->capture_default_str();
   app.add_option("--pixel-lambda", o.engine.pixel_lambda, "inversion: weight of the pixel MSE")
       ->capture_default_str();
+  app.add_option("--lpips-lambda", o.engine.lpips_lambda,
+                 "inversion: weight of LPIPS, the perceptual term when the bundle has one")
+      ->capture_default_str();
   app.add_option("--clip-lambda", o.engine.clip_lambda,
                  "inversion: weight of the CLIP image-feature distance (the perceptual term; 0: "
                  "off)")
@@ -96,6 +99,13 @@ PhotoInverter::PhotoInverter(const Bundle& bundle, const fs::path& models, const
   } else {
     method_ = has_encoder ? "encoder" : "optimize";
   }
+  if (bundle.has("lpips") && method_ != "encoder") {
+    lpips_ = std::make_unique<Lpips>(bundle, gen.device());
+  }
+  if (method_ != "encoder" && !lpips_ && options_.engine.clip_lambda > 0 && clip == nullptr) {
+    throw usage_error(
+        "the projector's CLIP term needs the bundle's CLIP model (or --clip-lambda 0)");
+  }
   if (options_.aligned) return;
   if (!options_.detector.empty()) {
     detector_ = std::make_unique<FaceDetector>(options_.detector);
@@ -109,6 +119,17 @@ PhotoInverter::PhotoInverter(const Bundle& bundle, const fs::path& models, const
 }
 
 PhotoInverter::~PhotoInverter() = default;
+
+std::vector<fs::path> PhotoInverter::cache_files(const fs::path& photo) const {
+  const auto stem = photo.stem().string();
+  return {out_dir_ / (stem + ".latent.pt"), out_dir_ / (stem + ".invert.json"),
+          out_dir_ / (stem + ".target.png"), out_dir_ / (stem + ".inverted.png")};
+}
+
+std::string PhotoInverter::perceptual() const {
+  if (lpips_ && options_.engine.lpips_lambda > 0) return "lpips";
+  return options_.engine.clip_lambda > 0 ? "clip" : "none";
+}
 
 PhotoFace PhotoInverter::locate(const fs::path& photo) const {
   PhotoFace face;
@@ -138,8 +159,9 @@ PhotoFace PhotoInverter::locate(const fs::path& photo) const {
 
 void PhotoInverter::invert(PhotoFace& face) const {
   const std::string stem = face.path.stem().string();
-  face.latent_file = out_dir_ / (stem + ".latent.pt");
-  face.sidecar_file = out_dir_ / (stem + ".invert.json");
+  const auto files = cache_files(face.path);
+  face.latent_file = files[0];
+  face.sidecar_file = files[1];
   const auto checksums = bundle_.checksums();
   face.method = method_;
   const bool optimise = method_ != "encoder";
@@ -148,7 +170,11 @@ void PhotoInverter::invert(PhotoFace& face) const {
               {"aligned_input", !face.alignment.has_value()},
               {"method", method_}};
   if (encoder_) key["encoder_sha256"] = checksums.value("encoder", "");
-  if (optimise) key["options"] = options_.engine.to_json();
+  if (optimise) {
+    key["options"] = options_.engine.to_json();
+    key["perceptual"] = perceptual();
+    if (lpips_) key["lpips_sha256"] = checksums.value("lpips", "");
+  }
   const auto& g = bundle_.generator();
   if (!options_.overwrite && fs::exists(face.latent_file) && fs::exists(face.sidecar_file)) {
     try {
@@ -183,7 +209,7 @@ void PhotoInverter::invert(PhotoFace& face) const {
   }
   if (optimise) {
     Progress progress("invert " + stem, options_.engine.steps);
-    r = styleclip::invert(gen_, clip_, target, start, options_.engine,
+    r = styleclip::invert(gen_, clip_, lpips_.get(), target, start, options_.engine,
                           [&](int done, int, double loss) {
                             char buf[32];
                             std::snprintf(buf, sizeof buf, "loss %.4f", loss);
@@ -208,8 +234,8 @@ void PhotoInverter::invert(PhotoFace& face) const {
     face.identity = IdentityLoss(*identity_, target).similarity(r.images)[0].item<double>();
   }
   ensure_output_dir(out_dir_);
-  const fs::path target_png = out_dir_ / (stem + ".target.png");
-  const fs::path recon_png = out_dir_ / (stem + ".inverted.png");
+  const fs::path& target_png = files[2];
+  const fs::path& recon_png = files[3];
   write_image(target_png, target[0]);
   write_image(recon_png, r.images[0]);
   save_tensor_pt(face.latent_file, face.ws);
@@ -220,6 +246,7 @@ void PhotoInverter::invert(PhotoFace& face) const {
   side["options"] = optimise ? options_.engine.to_json() : json::object();
   side["options"]["device"] = gen_.device().str();
   side["method"] = method_;
+  if (optimise) side["options"]["perceptual"] = perceptual();
   side["metrics"] = {
       {"psnr_start", r.psnr_before[0]},
       {"psnr", r.psnr_after[0]},

@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <torch/types.h>
 #include <nlohmann/json.hpp>
@@ -20,6 +21,7 @@
 #include <styleclip/models/encoder.h>
 #include <styleclip/models/generator.h>
 #include <styleclip/models/identity.h>
+#include <styleclip/models/lpips.h>
 
 #include <CLI/CLI.hpp>
 
@@ -82,6 +84,12 @@ class PhotoInverter {
   [[nodiscard]] bool has_detector() const { return detector_ != nullptr; }
   /// What inverts: "encoder", "optimize" or "encoder+optimize" (--with resolved).
   [[nodiscard]] const std::string& method() const { return method_; }
+  /// The projector's perceptual term: "lpips" (the bundle has LPIPS), "clip" or "none".
+  [[nodiscard]] std::string perceptual() const;
+
+  /// The files `invert` writes for this photo (latent, sidecar, target, reconstruction).
+  [[nodiscard]] std::vector<std::filesystem::path> cache_files(
+      const std::filesystem::path& photo) const;
 
   /// Reads the photo and finds its face (largest first). Throws an input error naming the photo
   /// when it cannot be read or has no face.
@@ -101,6 +109,7 @@ class PhotoInverter {
   std::filesystem::path out_dir_;
   std::unique_ptr<FaceDetector> detector_;
   std::unique_ptr<Encoder> encoder_;
+  std::unique_ptr<Lpips> lpips_;
   std::string method_;
 };
 

@@ -15,6 +15,7 @@ nlohmann::json InvertOptions::to_json() const {
           {"lr", lr},
           {"pixel_lambda", pixel_lambda},
           {"clip_lambda", clip_lambda},
+          {"lpips_lambda", lpips_lambda},
           {"precision", to_string(precision)}};
 }
 
@@ -23,9 +24,11 @@ void validate(const InvertOptions& o) {
     throw usage_error("invalid --steps " + std::to_string(o.steps) + ": must be at least 1");
   if (!(o.lr > 0) || !std::isfinite(o.lr))
     throw usage_error("invalid --lr: must be a positive number");
-  if (!(o.pixel_lambda >= 0) || !(o.clip_lambda >= 0) || !std::isfinite(o.pixel_lambda) ||
-      !std::isfinite(o.clip_lambda)) {
-    throw usage_error("invalid --pixel-lambda/--clip-lambda: must be zero or positive");
+  if (!(o.pixel_lambda >= 0) || !(o.clip_lambda >= 0) || !(o.lpips_lambda >= 0) ||
+      !std::isfinite(o.pixel_lambda) || !std::isfinite(o.clip_lambda) ||
+      !std::isfinite(o.lpips_lambda)) {
+    throw usage_error(
+        "invalid --pixel-lambda/--clip-lambda/--lpips-lambda: must be zero or positive");
   }
   if (o.pixel_lambda == 0 && o.clip_lambda == 0) {
     throw usage_error("--pixel-lambda and --clip-lambda are both 0: nothing to match");
@@ -40,6 +43,12 @@ torch::Tensor psnr(const torch::Tensor& images, const torch::Tensor& targets) {
 InvertResult invert(const Generator& gen, const Clip* clip, const torch::Tensor& targets,
                     const torch::Tensor& start, const InvertOptions& o,
                     const std::function<void(int, int, double)>& progress) {
+  return invert(gen, clip, nullptr, targets, start, o, progress);
+}
+
+InvertResult invert(const Generator& gen, const Clip* clip, const Lpips* lpips,
+                    const torch::Tensor& targets, const torch::Tensor& start,
+                    const InvertOptions& o, const std::function<void(int, int, double)>& progress) {
   validate(o);
   const auto& info = gen.info();
   if (targets.dim() != 4 || targets.size(1) != 3 || targets.size(2) != info.resolution ||
@@ -47,7 +56,8 @@ InvertResult invert(const Generator& gen, const Clip* clip, const torch::Tensor&
     throw input_error("images to invert must be [N, 3, " + std::to_string(info.resolution) + ", " +
                       std::to_string(info.resolution) + "] for this generator");
   }
-  if (o.clip_lambda > 0 && clip == nullptr) {
+  const bool use_lpips = lpips != nullptr && o.lpips_lambda > 0;
+  if (!use_lpips && o.clip_lambda > 0 && clip == nullptr) {
     throw usage_error("--clip-lambda needs the bundle's CLIP model (or use --clip-lambda 0)");
   }
   const auto dev = gen.device();
@@ -61,7 +71,7 @@ InvertResult invert(const Generator& gen, const Clip* clip, const torch::Tensor&
 
   std::optional<ClipLoss> clip_loss;
   torch::Tensor target_features;
-  if (o.clip_lambda > 0) {
+  if (!use_lpips && o.clip_lambda > 0) {
     clip_loss.emplace(*clip, info.resolution, ClipInput::kRaw);
     torch::NoGradGuard no_grad;
     target_features = clip_loss->embed(x);
@@ -81,6 +91,7 @@ InvertResult invert(const Generator& gen, const Clip* clip, const torch::Tensor&
     const auto img = gen.synthesis(w);
     auto loss = o.pixel_lambda * (img - x).pow(2).flatten(1).mean(1);
     if (clip_loss) loss = loss + o.clip_lambda * (*clip_loss)(img, target_features);
+    if (use_lpips) loss = loss + o.lpips_lambda * lpips->distance(img, x);
     const auto total = loss.sum();
     total.backward();
     adam.step();

@@ -18,6 +18,7 @@
 #include <styleclip/losses/losses.h>
 #include <styleclip/models/clip.h>
 #include <styleclip/models/generator.h>
+#include <styleclip/models/lpips.h>
 #include <styleclip/runtime.h>
 
 namespace styleclip {
@@ -27,6 +28,7 @@ struct InvertOptions {
   double lr = 0.1;
   double pixel_lambda = 1.0;  ///< weight of the mean squared pixel error (images in [-1, 1])
   double clip_lambda = 0.5;   ///< weight of 1 − cos of the CLIP image features (0: off)
+  double lpips_lambda = 1.0;  ///< weight of LPIPS, used instead of CLIP when a model is given
   Precision precision = Precision::kFp32;
   [[nodiscard]] nlohmann::json to_json() const;
 };
@@ -52,6 +54,13 @@ torch::Tensor psnr(const torch::Tensor& images, const torch::Tensor& targets);
 /// mean loss)` after every step.
 InvertResult invert(const Generator& gen, const Clip* clip, const torch::Tensor& targets,
                     const torch::Tensor& start, const InvertOptions& options,
+                    const std::function<void(int, int, double)>& progress = {});
+
+/// The same with LPIPS as the perceptual term (λ_lpips·LPIPS(G(w), x) instead of the CLIP term)
+/// when `lpips` is not null: the "LPIPS-VGG when the bundle has one".
+InvertResult invert(const Generator& gen, const Clip* clip, const Lpips* lpips,
+                    const torch::Tensor& targets, const torch::Tensor& start,
+                    const InvertOptions& options,
                     const std::function<void(int, int, double)>& progress = {});
 
 }  // namespace styleclip
