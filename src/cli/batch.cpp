@@ -69,7 +69,9 @@ std::vector<InputFile> expand_inputs(const std::vector<std::string>& paths, bool
     }
     if (found.empty()) {
       throw usage_error("folder '" + p + "' has no input matching " + join(globs) +
-                        (recursive ? "" : " (use --recursive for sub-folders, --glob for others)"));
+                        (recursive ? ""
+                                   : " (use --recursive for sub-folders, --glob for others, e.g. "
+                                     "--glob '*.jpg' for photos)"));
     }
     std::sort(found.begin(), found.end(),
               [](const InputFile& a, const InputFile& b) { return a.path < b.path; });
