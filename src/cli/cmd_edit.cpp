@@ -191,15 +191,19 @@ bool write_item(const EditOptions& o, const fs::path& base_path, const std::stri
   std::string shown = base + ".png";
   if (photo != nullptr && o.paste_back && photo->alignment) {
     // The user's whole photo back, with the edited face warped into place (face_align.h).
-    const auto pasted = paste_back(photo->photo, to_uint8_hwc(r.after[k]), *photo->alignment);
+    const auto pixels = read_image_rgb(photo->path, o.photo.max_pixels);
+    if (pixels.size(0) != photo->height || pixels.size(1) != photo->width) {
+      throw input_error("photo '" + photo->path.string() +
+                        "' changed while it was being edited (run the edit again)");
+    }
+    const auto pasted = paste_back(pixels, to_uint8_hwc(r.after[k]), *photo->alignment);
     write_image(base + ".photo.png", to_generator_range(pasted));
     outputs["photo"] = fs::path(base + ".photo.png").filename().string();
     shown = base + ".photo.png";
     if (o.compare) {
       // A preview to look at (JPEG, at most 1024 px high): the photo itself is .photo.png.
-      write_image_row(base + ".photo-compare.jpg",
-                      {to_generator_range(fit_height(photo->photo, 1024)),
-                       to_generator_range(fit_height(pasted, 1024))});
+      write_image_row(base + ".photo-compare.jpg", {to_generator_range(fit_height(pixels, 1024)),
+                                                    to_generator_range(fit_height(pasted, 1024))});
       outputs["photo_compare"] = fs::path(base + ".photo-compare.jpg").filename().string();
     }
   }
@@ -459,6 +463,7 @@ int run_edit(const EditOptions& o) {
         *item.photo = inverter.locate(path);
         inverter.invert(*item.photo);
         item.ws = item.photo->ws.to(device);
+        item.photo->photo = torch::Tensor();  // read again when pasting back
       } catch (const Error& e) {
         if (alone) throw;
         item.error = e.what();

@@ -61,7 +61,7 @@ void add_photo_options(CLI::App& app, PhotoOptions& o, const std::string& steps_
 
 json PhotoFace::to_json() const {
   json j = {{"photo", fs::absolute(path).lexically_normal().string()},
-            {"size", {photo.size(1), photo.size(0)}},
+            {"size", {width, height}},
             {"faces_found", faces_found},
             {"detection", detection}};
   j["inversion"] = {{"method", method},
@@ -135,6 +135,8 @@ PhotoFace PhotoInverter::locate(const fs::path& photo) const {
   PhotoFace face;
   face.path = photo;
   face.photo = read_image_rgb(photo, options_.max_pixels);
+  face.height = face.photo.size(0);
+  face.width = face.photo.size(1);
   const int res = bundle_.generator().resolution;
   if (detector_) {
     const auto faces = detector_->detect(face.photo);

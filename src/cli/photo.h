@@ -54,7 +54,10 @@ void add_photo_options(CLI::App& app, PhotoOptions& o, const std::string& steps_
 /// One photo's face, ready to edit.
 struct PhotoFace {
   std::filesystem::path path;
-  torch::Tensor photo;                 ///< [H, W, 3] uint8, EXIF orientation applied
+  /// [H, W, 3] uint8, EXIF orientation applied; `edit` drops it once the face is inverted (a
+  /// folder of photos must not be held in memory at once) and reads it again to paste back.
+  torch::Tensor photo;
+  int64_t width = 0, height = 0;
   torch::Tensor crop;                  ///< [R, R, 3] uint8: what was inverted
   std::optional<Alignment> alignment;  ///< none for aligned inputs (then no paste-back)
   nlohmann::json detection = nullptr;  ///< the face and the alignment, for sidecars
