@@ -804,7 +804,8 @@ void setup_edit(CLI::App& app, Registry& reg) {
       ->capture_default_str();
   g->add_option("--frames", o->frames, "write an image every K steps, and an MP4 of them")
       ->capture_default_str();
-  auto* ph = sub->add_option_group("photos", "photo inputs (detect, align, invert; issue #7)");
+  auto* ph = sub->add_option_group(
+      "photos", "photo inputs: find the face, align it, invert it, paste the edit back");
   add_photo_options(*ph, o->photo, "--invert-steps");
   ph->add_flag("--paste-back,!--no-paste-back", o->paste_back,
                "also write <name>.photo.png: the whole photo with the edited face put back "

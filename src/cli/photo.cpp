@@ -112,9 +112,9 @@ PhotoInverter::PhotoInverter(const Bundle& bundle, const fs::path& models, const
   } else if (bundle.has("face_detector")) {
     detector_ = std::make_unique<FaceDetector>(bundle.file("face_detector"));
   } else {
-    spdlog::info(
+    spdlog::warn(
         "no face detector (--face-detector FILE, or the bundle's face_detector.onnx): photos are "
-        "taken as aligned face crops");
+        "taken as aligned face crops (--aligned says so and silences this)");
   }
 }
 
