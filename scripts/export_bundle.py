@@ -85,6 +85,9 @@ def parse_args(argv):
                     help="export a random-weight e4e (widths / DIVISOR, one unit per group, 64 px input) "
                          "for the bundle's generator instead; with --save-encoder-checkpoint FILE also "
                          "write it in the published layout")
+    en.add_argument("--random-encoder-full", action="store_true",
+                    help="with --random-encoder: the published depth and input (units 3/4/14/3, 256 px), "
+                         "for benchmarks")
     en.add_argument("--save-encoder-checkpoint", metavar="FILE", help=argparse.SUPPRESS)
     lp = p.add_argument_group("LPIPS-VGG (the photo projector's perceptual loss)")
     lp.add_argument("--lpips", metavar="VGG_PTH", help="LPIPS v0.1 linear layers (lpips' weights/v0.1/vgg.pth)")
@@ -257,7 +260,9 @@ def export_encoder(args, manifest):
     num_ws, w_dim = gen["num_ws"], gen["w_dim"]
     src = args.encoder
     if args.random_encoder:
-        ckpt = encoder.random_encoder_checkpoint(num_ws, w_dim, seed=args.seed, width_divisor=args.random_encoder)
+        layout = {"units": (3, 4, 14, 3), "input_size": 256} if args.random_encoder_full else {}
+        ckpt = encoder.random_encoder_checkpoint(num_ws, w_dim, seed=args.seed, width_divisor=args.random_encoder,
+                                                 **layout)
         src = args.save_encoder_checkpoint or os.path.join(args.out, ".random_encoder.pt")
         torch.save(ckpt, src)
     elif not os.path.isfile(src):
@@ -270,7 +275,8 @@ def export_encoder(args, manifest):
         if args.random_encoder and not args.save_encoder_checkpoint:
             os.remove(src)
     if args.random_encoder:
-        section["source"] = f"random (widths / {args.random_encoder}, seed {args.seed})"
+        section["source"] = (f"random (widths / {args.random_encoder}"
+                             f"{', published depth' if args.random_encoder_full else ''}, seed {args.seed})")
     manifest["files"]["encoder"] = bundle.file_entry(args.out, section.pop("file"))
     section["provenance"] = bundle.provenance(None if args.random_encoder and not args.save_encoder_checkpoint else src)
     manifest["encoder"] = section
