@@ -40,9 +40,10 @@ void add_photo_options(CLI::App& app, PhotoOptions& o, const std::string& steps_
                  "refuse photos with more pixels than this (decompression bombs)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
-  app.add_option("--with", o.with,
-                 "inversion: encoder (the bundle's e4e, milliseconds), optimize (the projector, "
-                 "from the encoder's answer when the bundle has one) or auto (encoder if any)")
+  app.add_option(
+         "--with", o.with,
+         "inversion: encoder (the bundle's e4e, one forward pass), optimize (the projector, "
+         "from the encoder's answer when the bundle has one) or auto (encoder if any)")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "encoder", "optimize"}));
   app.add_option(steps_flag, o.engine.steps, "inversion: projector steps")->capture_default_str();
