@@ -71,6 +71,23 @@ def main():
               f"{fmt(c and c.get('prepare_peak_device_mb'), 0)} / {fmt(c and c.get('edit_peak_device_mb'), 0)} | "
               f"{fmt(p and p.get('prepare_peak_device_mb'), 0)} |")
 
+    photo = [(t, r) for t, r in runs.items() if t.startswith("photo")]
+    if photo:
+        print("\n### Photos: e4e encode (input size → W+) and LPIPS forward + backward (256 px), fp32\n")
+        print("| run | encoder ms/image C++ | Python | C++/Python | LPIPS ms/image C++ | Python | C++/Python | "
+              "peak GPU MB C++ (encoder / LPIPS) | checksums equal |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for tag, r in photo:
+            c, p = r.get("cpp") or {}, r.get("python") or {}
+            ce, pe = c.get("encoder_ms_per_image"), p.get("encoder_ms_per_image")
+            cl, pl = c.get("lpips_fwd_bwd_ms_per_image"), p.get("lpips_fwd_bwd_ms_per_image")
+            same = (c.get("encoder_checksum") is not None and
+                    abs(c["encoder_checksum"] - p.get("encoder_checksum", float("nan"))) < 1e-4)
+            print(f"| {tag[6:]} | {fmt(ce, 2)} | {fmt(pe, 2)} | {fmt(ce / pe if ce and pe else None, 2)} | "
+                  f"{fmt(cl, 2)} | {fmt(pl, 2)} | {fmt(cl / pl if cl and pl else None, 2)} | "
+                  f"{fmt(c.get('encoder_peak_device_mb'), 0)} / {fmt(c.get('lpips_peak_device_mb'), 0)} | "
+                  f"{'yes' if same else 'no'} |")
+
 
 if __name__ == "__main__":
     main()

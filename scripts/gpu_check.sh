@@ -18,7 +18,7 @@
 #                  ci: 64 px and 256 px generators with a tiny CLIP (the CPU form)
 #   --jobs N       build parallelism (default: all cores)
 #   --quick        only batch 1: optimisation bf16 and fp32, mapper and global in bf16 (for a few
-#                  minutes of GPU time)
+#                  minutes of GPU time; the photo models are left out)
 # Environment: PYTHON (default python3), GPU_CHECK_WORK (scratch, default /tmp/styleclip-gpu-check),
 # GPU_CHECK_WAIT_FOR (a pid to wait for before the timed part).
 # Every phase has its own time limit and the script goes on after a failed one, so one run
@@ -131,7 +131,7 @@ fi
 torch_prefix=$($PY -c 'import torch; print(torch.utils.cmake_prefix_path)')
 torch_dir=$($PY -c 'import torch, os; print(os.path.dirname(torch.__file__))')
 build=$work/build
-targets="styleclip_core bench_optimize bench_mapper bench_global styleclip_gpu_tests"
+targets="styleclip_core bench_optimize bench_mapper bench_global bench_photo styleclip_gpu_tests"
 common=(-DCMAKE_BUILD_TYPE=Release -DSTYLECLIP_BUILD_CLI=OFF -DSTYLECLIP_WARNINGS_AS_ERRORS=OFF
   "-DSTYLECLIP_PYTHON=$(command -v "$PY")" "-DSTYLECLIP_FIXTURES_DIR=$work/no-fixtures")
 [ -n "$icu_root" ] && common+=("$icu_root")
@@ -236,6 +236,25 @@ for b in $bundles; do
     record "$tag" "$r"
     say "$tag done"
   done
+  # Photos (issue #7): the e4e encoder and LPIPS at their published sizes on the real bundle
+  # (narrow ones on the CI-sized bundles); fp32, the Python side has no autocast. Not in --quick.
+  if [ $quick -eq 0 ]; then
+    photo_args="--random-encoder 8 --random-lpips 8"
+    [ "$size" = real ] && photo_args="--random-encoder 1 --random-encoder-full --random-lpips 1"
+    # shellcheck disable=SC2086
+    if phase "photo models on $b" 300 $PY scripts/export_bundle.py $photo_args --out "$m"; then
+      for batch in 1 8; do
+        tag="photo $b batch $batch fp32"
+        r=$(timeout 300 "$build/bench/bench_photo" --models "$m" --batch $batch --reps 5 --warmup 2 \
+          --threads $threads --device "$device" --precision fp32 2>>"$log") || failed=1
+        record "$tag" "$r"
+        r=$(timeout 300 $PY bench/photo_reference.py --models "$m" --batch $batch --reps 5 --warmup 2 \
+          --threads $threads --device "$device" 2>>"$log") || failed=1
+        record "$tag" "$r"
+        say "$tag done"
+      done
+    fi
+  fi
 done
 
 $PY bench/summarize_gpu_check.py "$results" >"$out/summary.md" 2>>"$log" || failed=1
