@@ -463,7 +463,6 @@ int run_edit(const EditOptions& o) {
         *item.photo = inverter.locate(path);
         inverter.invert(*item.photo);
         item.ws = item.photo->ws.to(device);
-        item.photo->photo = torch::Tensor();  // read again when pasting back
       } catch (const Error& e) {
         if (alone) throw;
         item.error = e.what();

@@ -44,11 +44,7 @@ int run_invert(InvertCliOptions o) {
   const auto bundle = Bundle::open(models);
   const Generator gen(bundle, device);
   std::optional<Clip> clip;
-  // CLIP is the projector's perceptual term only when the bundle has no LPIPS and no encoder
-  // answers alone.
-  const bool encoder_alone = bundle.has("encoder") && o.photo.with != "optimize";
-  if (o.photo.engine.clip_lambda > 0 && !bundle.has("lpips") && !encoder_alone)
-    clip.emplace(bundle, device);
+  if (PhotoInverter::needs_clip(bundle, o.photo)) clip.emplace(bundle, device);
   std::optional<IdentityModel> identity;
   if (bundle.has("identity")) identity.emplace(bundle, device);
   const PhotoInverter inverter(bundle, models, gen, clip ? &*clip : nullptr,

@@ -91,19 +91,10 @@ PhotoInverter::PhotoInverter(const Bundle& bundle, const fs::path& models, const
                       "' has no encoder (add e4e with scripts/export_bundle.py --encoder "
                       "e4e_ffhq_encode.pt, or use --with optimize)");
   }
-  if (options_.with != "auto" && options_.with != "encoder" && options_.with != "optimize") {
-    throw usage_error("invalid --with '" + options_.with + "': expected auto, encoder or optimize");
-  }
   if (has_encoder) encoder_ = std::make_unique<Encoder>(bundle, gen.device());
-  if (options_.with == "optimize") {
-    method_ = has_encoder ? "encoder+optimize" : "optimize";
-  } else {
-    method_ = has_encoder ? "encoder" : "optimize";
-  }
-  if (bundle.has("lpips") && method_ != "encoder") {
-    lpips_ = std::make_unique<Lpips>(bundle, gen.device());
-  }
-  if (method_ != "encoder" && !lpips_ && options_.engine.clip_lambda > 0 && clip == nullptr) {
+  method_ = method_for(bundle, options_);
+  if (uses_lpips(bundle, options_)) lpips_ = std::make_unique<Lpips>(bundle, gen.device());
+  if (needs_clip(bundle, options_) && clip == nullptr) {
     throw usage_error(
         "the projector's CLIP term needs the bundle's CLIP model (or --clip-lambda 0)");
   }
@@ -127,20 +118,34 @@ std::vector<fs::path> PhotoInverter::cache_files(const fs::path& photo) const {
           out_dir_ / (stem + ".target.png"), out_dir_ / (stem + ".inverted.png")};
 }
 
+std::string PhotoInverter::method_for(const Bundle& bundle, const PhotoOptions& o) {
+  const bool encoder = bundle.has("encoder");
+  if (o.with == "optimize") return encoder ? "encoder+optimize" : "optimize";
+  return encoder ? "encoder" : "optimize";
+}
+
+bool PhotoInverter::uses_lpips(const Bundle& bundle, const PhotoOptions& o) {
+  return method_for(bundle, o) != "encoder" && bundle.has("lpips") && o.engine.lpips_lambda > 0;
+}
+
+bool PhotoInverter::needs_clip(const Bundle& bundle, const PhotoOptions& o) {
+  return method_for(bundle, o) != "encoder" && !uses_lpips(bundle, o) && o.engine.clip_lambda > 0;
+}
+
 std::string PhotoInverter::perceptual() const {
-  if (lpips_ && options_.engine.lpips_lambda > 0) return "lpips";
+  if (lpips_) return "lpips";
   return options_.engine.clip_lambda > 0 ? "clip" : "none";
 }
 
 PhotoFace PhotoInverter::locate(const fs::path& photo) const {
   PhotoFace face;
   face.path = photo;
-  face.photo = read_image_rgb(photo, options_.max_pixels);
-  face.height = face.photo.size(0);
-  face.width = face.photo.size(1);
+  const auto pixels = read_image_rgb(photo, options_.max_pixels);
+  face.height = pixels.size(0);
+  face.width = pixels.size(1);
   const int res = bundle_.generator().resolution;
   if (detector_) {
-    const auto faces = detector_->detect(face.photo);
+    const auto faces = detector_->detect(pixels);
     if (faces.empty()) {
       throw input_error("no face found in '" + photo.string() +
                         "' (give a photo with a face seen from the front, or an aligned face crop "
@@ -152,10 +157,10 @@ PhotoFace PhotoInverter::locate(const fs::path& photo) const {
                    photo.string(), faces.size());
     }
     face.alignment = ffhq_alignment(faces.front().landmarks, res);
-    face.crop = align_face(face.photo, *face.alignment);
+    face.crop = align_face(pixels, *face.alignment);
     face.detection = {{"face", faces.front().to_json()}, {"alignment", face.alignment->to_json()}};
   } else {
-    face.crop = resize_square(face.photo, res);
+    face.crop = resize_square(pixels, res);
   }
   return face;
 }
@@ -225,9 +230,7 @@ void PhotoInverter::invert(PhotoFace& face) const {
     const PrecisionScope scope(options_.engine.precision, gen_.device());
     r.ws = start;
     r.images = gen_.synthesis(start);
-    const auto avg = gen_.synthesis(gen_.broadcast(gen_.w_avg().unsqueeze(0)));
-    r.psnr_before = {psnr(avg, target)[0].item<double>()};
-    r.psnr_after = {psnr(r.images, target)[0].item<double>()};
+    r.psnr_after = {psnr(r.images, target)[0].item<double>()};  // no start: psnr_before empty
     r.seconds = encode_ms / 1000.0;
   }
   face.ws = r.ws.detach().cpu();
@@ -251,7 +254,7 @@ void PhotoInverter::invert(PhotoFace& face) const {
   side["method"] = method_;
   if (optimise) side["options"]["perceptual"] = perceptual();
   side["metrics"] = {
-      {"psnr_start", r.psnr_before[0]},
+      {"psnr_start", r.psnr_before.empty() ? json(nullptr) : json(r.psnr_before[0])},
       {"psnr", r.psnr_after[0]},
       {"identity_similarity", face.identity ? json(*face.identity) : json(nullptr)},
       {"final_loss", r.loss_history.empty() ? json(nullptr) : json(r.loss_history.back())}};
@@ -262,8 +265,13 @@ void PhotoInverter::invert(PhotoFace& face) const {
                      {"reconstruction", recon_png.filename().string()}};
   side["cache_key"] = key;
   write_json(face.sidecar_file, side);  // last: marks the cache as complete
-  spdlog::info("'{}': inverted ({}), PSNR {:.2f} dB (from {:.2f} at w_avg) in {:.3g} s",
-               face.path.string(), method_, r.psnr_after[0], r.psnr_before[0], r.seconds);
+  if (r.psnr_before.empty()) {
+    spdlog::info("'{}': inverted ({}), PSNR {:.2f} dB in {:.3g} s", face.path.string(), method_,
+                 r.psnr_after[0], r.seconds);
+  } else {
+    spdlog::info("'{}': inverted ({}), PSNR {:.2f} dB (from {:.2f} at its start) in {:.3g} s",
+                 face.path.string(), method_, r.psnr_after[0], r.psnr_before[0], r.seconds);
+  }
 }
 
 }  // namespace styleclip::cli

@@ -54,9 +54,8 @@ void add_photo_options(CLI::App& app, PhotoOptions& o, const std::string& steps_
 /// One photo's face, ready to edit.
 struct PhotoFace {
   std::filesystem::path path;
-  /// [H, W, 3] uint8, EXIF orientation applied; `edit` drops it once the face is inverted (a
-  /// folder of photos must not be held in memory at once) and reads it again to paste back.
-  torch::Tensor photo;
+  /// The photo's size; its pixels are not kept (a folder of photos must not sit in memory):
+  /// paste-back reads the photo again.
   int64_t width = 0, height = 0;
   torch::Tensor crop;                  ///< [R, R, 3] uint8: what was inverted
   std::optional<Alignment> alignment;  ///< none for aligned inputs (then no paste-back)
@@ -84,9 +83,13 @@ class PhotoInverter {
   PhotoInverter(const PhotoInverter&) = delete;
   PhotoInverter& operator=(const PhotoInverter&) = delete;
 
-  [[nodiscard]] bool has_detector() const { return detector_ != nullptr; }
-  /// What inverts: "encoder", "optimize" or "encoder+optimize" (--with resolved).
-  [[nodiscard]] const std::string& method() const { return method_; }
+  /// --with resolved against the bundle: "encoder", "optimize" or "encoder+optimize".
+  static std::string method_for(const Bundle& bundle, const PhotoOptions& options);
+  /// Whether the projector's perceptual term is LPIPS (the bundle has it, its weight is on).
+  static bool uses_lpips(const Bundle& bundle, const PhotoOptions& options);
+  /// Whether the projector needs CLIP (no LPIPS in use and --clip-lambda on).
+  static bool needs_clip(const Bundle& bundle, const PhotoOptions& options);
+
   /// The projector's perceptual term: "lpips" (the bundle has LPIPS), "clip" or "none".
   [[nodiscard]] std::string perceptual() const;
 

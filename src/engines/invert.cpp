@@ -30,8 +30,9 @@ void validate(const InvertOptions& o) {
     throw usage_error(
         "invalid --pixel-lambda/--clip-lambda/--lpips-lambda: must be zero or positive");
   }
-  if (o.pixel_lambda == 0 && o.clip_lambda == 0) {
-    throw usage_error("--pixel-lambda and --clip-lambda are both 0: nothing to match");
+  if (o.pixel_lambda == 0 && o.clip_lambda == 0 && o.lpips_lambda == 0) {
+    throw usage_error(
+        "--pixel-lambda, --clip-lambda and --lpips-lambda are all 0: nothing to match");
   }
 }
 
@@ -57,6 +58,10 @@ InvertResult invert(const Generator& gen, const Clip* clip, const Lpips* lpips,
                       std::to_string(info.resolution) + "] for this generator");
   }
   const bool use_lpips = lpips != nullptr && o.lpips_lambda > 0;
+  // The perceptual term is LPIPS when there is a model (and its weight is not 0), else CLIP.
+  if (o.pixel_lambda == 0 && !use_lpips && o.clip_lambda == 0) {
+    throw usage_error("--pixel-lambda is 0 and no perceptual term is on: nothing to match");
+  }
   if (!use_lpips && o.clip_lambda > 0 && clip == nullptr) {
     throw usage_error("--clip-lambda needs the bundle's CLIP model (or use --clip-lambda 0)");
   }

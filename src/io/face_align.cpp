@@ -199,7 +199,7 @@ torch::Tensor align_face(const torch::Tensor& rgb, const Alignment& alignment) {
 
 torch::Tensor paste_back(const torch::Tensor& photo, const torch::Tensor& crop,
                          const Alignment& alignment, double feather) {
-  const cv::Mat base = mat_of(photo);
+  cv::Mat out = mat_of(photo);  // a copy already: blended in place below
   const cv::Mat edited = mat_of(crop);
   if (edited.rows != alignment.size || edited.cols != alignment.size) {
     throw input_error("edited crop is " + std::to_string(edited.cols) + "x" +
@@ -223,9 +223,8 @@ torch::Tensor paste_back(const torch::Tensor& photo, const torch::Tensor& crop,
   }
   cv::Mat warped, wmask, ef;
   edited.convertTo(ef, CV_32FC3);
-  cv::warpAffine(ef, warped, to_photo, base.size(), cv::INTER_LINEAR, cv::BORDER_REPLICATE);
-  cv::warpAffine(mask, wmask, to_photo, base.size(), cv::INTER_LINEAR, cv::BORDER_CONSTANT, 0);
-  cv::Mat out = base.clone();
+  cv::warpAffine(ef, warped, to_photo, out.size(), cv::INTER_LINEAR, cv::BORDER_REPLICATE);
+  cv::warpAffine(mask, wmask, to_photo, out.size(), cv::INTER_LINEAR, cv::BORDER_CONSTANT, 0);
   for (int y = 0; y < out.rows; ++y) {
     auto* o = out.ptr<cv::Vec3b>(y);
     const auto* w = warped.ptr<cv::Vec3f>(y);

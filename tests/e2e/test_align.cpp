@@ -360,6 +360,51 @@ TEST(InvertCli, InvertsAlignedCropsCachesAndReportsBadInputs) {
   EXPECT_FALSE(fs::exists(tmp / "inv2"));
 }
 
+TEST(InvertCli, BatchesGoOnPastBadPhotosAndABrokenCacheIsRedone) {
+  SKIP_UNLESS_BUNDLE("tiny");
+  SKIP_UNLESS_FIXTURE("faces/yunet_2022mar.onnx");
+  TempDir tmp;
+  { std::ofstream(tmp / "broken.png") << "not a png"; }
+  const auto cmd = [&](const std::vector<std::string>& photos) {
+    std::vector<std::string> c = {"invert",
+                                  "--models",
+                                  test::testdata("tiny").string(),
+                                  "--face-detector",
+                                  yunet().string(),
+                                  "--steps",
+                                  "5",
+                                  "--out",
+                                  (tmp / "o").string()};
+    c.insert(c.end(), photos.begin(), photos.end());
+    return c;
+  };
+  // A face and a cat: the face is inverted, the cat named, exit 1.
+  auto r = test::styleclip(cmd({photo("chelsea").string(), photo("astronaut").string()}));
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_EQ(r.out, (tmp / "o" / "astronaut.latent.pt").string() + "\n");
+  EXPECT_NE(r.err.find("no face found in '" + photo("chelsea").string() + "'"), std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(tmp / "o" / "chelsea.latent.pt"));
+  // Nothing usable: exit 4 naming the first reason.
+  r = test::styleclip(cmd({(tmp / "broken.png").string(), photo("chelsea").string()}));
+  EXPECT_EQ(r.code, 4) << r.err;
+  EXPECT_NE(r.err.find("none of the 2 images could be inverted; the first: cannot read image '" +
+                       (tmp / "broken.png").string()),
+            std::string::npos)
+      << r.err;
+  // A cache whose sidecar is unreadable is no cache: the photo is inverted again.
+  const auto side_path = tmp / "o" / "astronaut.invert.json";
+  { std::ofstream(side_path) << "{ truncated"; }
+  r = test::styleclip(cmd({photo("astronaut").string()}));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err.find("cached"), std::string::npos) << r.err;
+  EXPECT_EQ(json::parse(test::read_text(side_path))["command"], "invert");
+  // ... and now it is one.
+  r = test::styleclip(cmd({photo("astronaut").string()}));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("cached"), std::string::npos) << r.err;
+}
+
 TEST(InvertCli, PhotoWithoutAFaceExitsFour) {
   SKIP_UNLESS_BUNDLE("tiny");
   if (!test::have_fixture("faces/yunet_2022mar.onnx")) GTEST_SKIP() << "no YuNet fixture";
@@ -460,7 +505,6 @@ TEST(EditPhoto, GivesThePhotoBackWithTheEditedFaceAndReusesTheInversion) {
   EXPECT_EQ(fs::last_write_time(latent), stamp);
   const auto side2 = json::parse(test::read_text(out / "astronaut.red-hair.optimize.json"));
   EXPECT_EQ(side2["input"]["inversion"]["cached"], true);
-  EXPECT_EQ(side2["input"]["inversion"]["latent"], side["input"]["inversion"]["latent"]);
 
   // --no-paste-back: the edited crop only.
   cmd = photo_edit(tmp / "crop-only", {photo("astronaut").string()}, "blonde hair");
@@ -622,6 +666,7 @@ TEST(Encoder, ExportedRandomE4eLoadsAndInvertsInOnePass) {
   auto side = json::parse(test::read_text(tmp / "e" / "crop.invert.json"));
   EXPECT_EQ(side["method"], "encoder");
   EXPECT_GE(side["timing"]["encoder_ms"].get<double>(), 0.0);
+  EXPECT_TRUE(side["metrics"]["psnr_start"].is_null());  // the encoder has no starting point
   const auto latent = read_tensor_file(tmp / "e" / "crop.latent.pt");
   EXPECT_EQ(latent.sizes(), (std::vector<int64_t>{1, g.num_ws, g.w_dim}));
   const double encoder_psnr = side["metrics"]["psnr"].get<double>();
@@ -657,6 +702,19 @@ TEST(Encoder, ExportedRandomE4eLoadsAndInvertsInOnePass) {
   EXPECT_EQ(side["options"]["perceptual"], "lpips");
   EXPECT_EQ(side["cache_key"]["perceptual"], "lpips");
   EXPECT_GT(side["metrics"]["psnr"].get<double>(), side["metrics"]["psnr_start"].get<double>());
+  // --lpips-lambda 0: the CLIP term takes its place (CLIP is loaded for it).
+  r = test::styleclip({"invert", "--models", bundle.string(), "--aligned", crop.string(), "--out",
+                       (tmp / "c").string(), "--with", "optimize", "--steps", "5", "--lpips-lambda",
+                       "0"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(test::read_text(tmp / "c" / "crop.invert.json"))["options"]["perceptual"],
+            "clip");
+
+  // An unknown --with is a usage error naming the choices.
+  r = test::styleclip({"invert", "--models", bundle.string(), "--aligned", crop.string(), "--out",
+                       (tmp / "x").string(), "--with", "magic"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--with"), std::string::npos) << r.err;
 
   // A bundle without an encoder: --with encoder is a usage error naming the fix.
   r = test::styleclip({"invert", "--models", test::testdata("tiny").string(), "--aligned",

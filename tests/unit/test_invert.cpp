@@ -58,8 +58,16 @@ TEST_F(InvertTiny, BadOptionsAndShapesAreClearErrors) {
   EXPECT_THROW((void)invert(*gen_, clip_.get(), torch::zeros({1, 3, r, r}), {}, o), Error);
   o = InvertOptions{};
   o.pixel_lambda = 0;
-  o.clip_lambda = 0;
-  EXPECT_THROW((void)invert(*gen_, clip_.get(), torch::zeros({1, 3, r, r}), {}, o), Error);
+  o.clip_lambda = 0;  // and no LPIPS model: nothing pulls toward the target
+  try {
+    (void)invert(*gen_, clip_.get(), torch::zeros({1, 3, r, r}), {}, o);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ExitCode::kUsage);
+    EXPECT_NE(std::string(e.what()).find("nothing to match"), std::string::npos) << e.what();
+  }
+  o.lpips_lambda = 0;
+  EXPECT_THROW(validate(o), Error);
   o = InvertOptions{};
   EXPECT_THROW((void)invert(*gen_, nullptr, torch::zeros({1, 3, r, r}), {}, o), Error);  // no CLIP
   try {
