@@ -36,32 +36,27 @@ int main(int argc, char** argv) {
   std::string device_spec = "cpu";
   std::string precision_spec = "fp32";
   try {
-    for (int i = 1; i < argc; ++i) {
-      const std::string a = argv[i];
-      const auto next = [&]() -> std::string {
-        if (i + 1 >= argc) throw std::invalid_argument("missing value for " + a);
-        return argv[++i];
-      };
-      if (a == "--models")
-        models = next();
-      else if (a == "--dump")
-        dump = next();
-      else if (a == "--steps")
-        steps = std::stoll(next());
-      else if (a == "--warmup")
-        warmup = std::stoll(next());
-      else if (a == "--batch")
-        batch = std::stoll(next());
-      else if (a == "--infer-batch")
-        infer_batch = std::stoll(next());
-      else if (a == "--threads")
-        threads = std::stoi(next());
-      else if (a == "--device")
-        device_spec = next();
-      else if (a == "--precision")
-        precision_spec = next();
+    for (BenchArgs arg(argc, argv); arg.next();) {
+      if (arg.is("--models"))
+        models = arg.value();
+      else if (arg.is("--dump"))
+        dump = arg.value();
+      else if (arg.is("--steps"))
+        steps = std::stoll(arg.value());
+      else if (arg.is("--warmup"))
+        warmup = std::stoll(arg.value());
+      else if (arg.is("--batch"))
+        batch = std::stoll(arg.value());
+      else if (arg.is("--infer-batch"))
+        infer_batch = std::stoll(arg.value());
+      else if (arg.is("--threads"))
+        threads = std::stoi(arg.value());
+      else if (arg.is("--device"))
+        device_spec = arg.value();
+      else if (arg.is("--precision"))
+        precision_spec = arg.value();
       else
-        throw std::invalid_argument("unknown option " + a);
+        arg.unknown();
     }
     if (models.empty() || dump.empty())
       throw std::invalid_argument("--models DIR and --dump DIR are required");
