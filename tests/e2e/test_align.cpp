@@ -588,6 +588,14 @@ TEST(PhotoIo, PixelLimitIsCheckedFromTheHeaderAndOddFormatsBecomeRgb) {
           << e.what();
     }
   }
+  // A folder where an image was expected.
+  try {
+    (void)read_image_rgb(tmp.path());
+    ADD_FAILURE() << "no error for a folder";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ExitCode::kInputUnusable);
+    EXPECT_NE(std::string(e.what()).find("': it is a folder"), std::string::npos) << e.what();
+  }
   // The command line's --max-pixels, one line naming the file.
   if (test::have_fixture("faces/yunet_2022mar.onnx")) {
     const auto r =
