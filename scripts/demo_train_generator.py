@@ -220,21 +220,6 @@ def construct_mapping(g: stylegan2.Generator) -> None:
             module.bias[o] = const / module.lr_mul
 
 
-def _fast_modulated_forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """ModulatedConv2d.forward in the input-scaling form (same function, no grouped conv)."""
-    w = self.scale * self.weight[0]                                       # [out, in, k, k]
-    x = x * s.view(s.shape[0], -1, 1, 1)
-    if self.upsample:
-        out = F.conv_transpose2d(x, w.transpose(0, 1), padding=0, stride=2)
-        out = self.blur(out)
-    else:
-        out = F.conv2d(x, w, padding=self.padding)
-    if self.demodulate:
-        d = torch.rsqrt((s * s) @ (w * w).sum(dim=[2, 3]).t() + 1e-8)     # [B, out]
-        out = out * d.view(d.shape[0], -1, 1, 1)
-    return out
-
-
 def build(seed: int) -> stylegan2.Generator:
     torch.manual_seed(seed)
     return stylegan2.Generator(RESOLUTION, W_DIM, N_MLP, CHANNELS, lr_mlp=LR_MLP)
@@ -346,7 +331,6 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
     os.makedirs(args.out, exist_ok=True)
-    stylegan2.ModulatedConv2d.forward = _fast_modulated_forward
     total = args.synthesis_steps
 
     g = build(args.seed).to(dev)

@@ -102,7 +102,21 @@ class EqualLinear(nn.Module):
 
 
 class ModulatedConv2d(nn.Module):
-    """Modulated convolution (StyleGAN2 §2.2), grouped over the batch so any batch size works."""
+    """Modulated convolution (StyleGAN2 §2.2, eqs. 1–3) in the input-scaling form.
+
+    rosinality scales the weight per sample (w' = w·s, w'' = w'·d) and runs a grouped
+    convolution. Because s scales input channels and d output channels, the same function is
+    conv(x·s, w)·d — stylegan2-ada-pytorch's `fused_modconv=False` path. This form is what the
+    engines want: a batch is one ordinary convolution instead of per-sample groups (LibTorch's CPU
+    falls back to slow kernels for many groups), and the gradient with respect to s needs no
+    weight-gradient convolution (the weights are frozen), only the input gradient the layers
+    below need anyway. Measured in bench/RESULTS.md ("input-scaling modulated convolution").
+
+    For half precision the styles are divided by each row's largest |s| before they scale x and
+    that factor is put back with d, so the intermediate stays within the input's range; d itself
+    is computed element-wise (fp32 under autocast) from the normalised styles. The result equals
+    rosinality's to float rounding (tests/python/test_generator_export.py).
+    """
 
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int, style_dim: int,
                  demodulate: bool = True, upsample: bool = False,
@@ -125,22 +139,27 @@ class ModulatedConv2d(nn.Module):
             self.blur = nn.Identity()
 
     def forward(self, x: Tensor, s: Tensor) -> Tensor:
-        b, c, h, w = x.shape
-        weight = self.scale * self.weight * s.reshape(b, 1, c, 1, 1)
-        if self.demodulate:
-            demod = torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + 1e-8)
-            weight = weight * demod.reshape(b, self.out_ch, 1, 1, 1)
-        k = self.kernel_size
-        x = x.reshape(1, b * c, h, w)
+        b = x.shape[0]
+        weight = self.scale * self.weight[0]  # [out, in, k, k]
+        m = s.abs().amax(dim=1, keepdim=True).clamp_min(1e-8)  # [B, 1]
+        sn = s / m
+        x = x * sn.reshape(b, self.in_ch, 1, 1)
         if self.upsample:
-            # Transposed convolution wants [in, out, k, k] per group.
-            weight = weight.transpose(1, 2).reshape(b * c, self.out_ch, k, k)
-            out = F.conv_transpose2d(x, weight, padding=0, stride=2, groups=b)
-            out = out.reshape(b, self.out_ch, out.shape[2], out.shape[3])
+            # Transposed convolution wants [in, out, k, k].
+            out = F.conv_transpose2d(x, weight.transpose(0, 1), padding=0, stride=2)
+        else:
+            out = F.conv2d(x, weight, padding=self.padding)
+        if self.demodulate:
+            # d = 1/sqrt(Σ(w·s)² + 1e-8) = (1/m)/sqrt(Σ(w·sn)² + 1e-8/m²); times m from above.
+            w2 = weight.pow(2).sum([2, 3])  # [out, in]
+            norm2 = (sn.pow(2).unsqueeze(1) * w2.unsqueeze(0)).sum(2)  # [B, out]
+            coef = torch.rsqrt(norm2 + 1e-8 / (m * m))
+        else:
+            coef = m.expand(b, self.out_ch)
+        out = out * coef.reshape(b, self.out_ch, 1, 1).to(out.dtype)
+        if self.upsample:
             return self.blur(out)
-        weight = weight.reshape(b * self.out_ch, c, k, k)
-        out = F.conv2d(x, weight, padding=self.padding, groups=b)
-        return out.reshape(b, self.out_ch, out.shape[2], out.shape[3])
+        return out
 
 
 class NoiseInjection(nn.Module):

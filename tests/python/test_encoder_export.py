@@ -20,32 +20,19 @@ import math
 import os
 import sys
 import tempfile
-import traceback
 
 import torch
 import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from styleclip_export import encoder as E  # noqa: E402
+from checks import check, report  # noqa: E402
 
 FIXTURES = os.environ.get("STYLECLIP_FIXTURES") or os.path.join(ROOT, "..", "shared", "fixtures")
 KEYS_JSON = os.path.join(FIXTURES, "reference-keys", "e4e_encoder4editing.json")
-
-results = []
-
-
-def check(name):
-    def wrap(fn):
-        try:
-            detail = fn() or ""
-            results.append((name, True, detail))
-        except Exception:  # report every check, then fail at the end
-            results.append((name, False, traceback.format_exc().strip()))
-        return fn
-    return wrap
-
 
 # ---- an independent forward, from the state dict -------------------------------------------
 
@@ -186,7 +173,4 @@ def refusals():
 
 
 if __name__ == "__main__":
-    failed = [r for r in results if not r[1]]
-    for name, ok, detail in results:
-        print(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}")
-    sys.exit(1 if failed else 0)
+    sys.exit(report())

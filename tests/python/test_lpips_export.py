@@ -12,28 +12,16 @@ difference, 1×1 weights, spatial mean, sum), with random weights in the two pub
 import os
 import sys
 import tempfile
-import traceback
 
 import torch
 import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from styleclip_export import lpips as L  # noqa: E402
-
-results = []
-
-
-def check(name):
-    def wrap(fn):
-        try:
-            results.append((name, True, fn() or ""))
-        except Exception:  # report every check, then fail at the end
-            results.append((name, False, traceback.format_exc().strip()))
-        return fn
-    return wrap
-
+from checks import check, report  # noqa: E402
 
 def reference(lin, vgg, x, y):
     """LPIPS from the state dicts, step by step."""
@@ -121,6 +109,4 @@ def refusals():
 
 
 if __name__ == "__main__":
-    for name, ok, detail in results:
-        print(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}")
-    sys.exit(0 if all(r[1] for r in results) else 1)
+    sys.exit(report())
