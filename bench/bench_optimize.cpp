@@ -3,6 +3,7 @@
 //
 //   bench_optimize --models DIR [--steps N] [--batch B] [--warmup W] [--threads T] [--json]
 //                  [--device auto|cpu|cuda[:N]] [--precision auto|fp32|tf32|bf16|fp16]
+//                  [--cuda-graph]
 //   bench_optimize --models DIR [--batch B] [--dump-text FILE] [--dump-start FILE]
 //
 // The timed run: B start latents from seeds 0..B-1 (mapping, truncation 0.7, broadcast to W+),
@@ -44,6 +45,7 @@ struct Args {
   int warmup = 5;
   int threads = 0;
   bool json = false;
+  bool cuda_graph = false;
   std::string device = "cpu";
   std::string precision = "fp32";
   std::string dump_text;
@@ -52,7 +54,7 @@ struct Args {
 
 const char* kUsage =
     "usage: bench_optimize --models DIR [--steps N] [--batch B] [--warmup W] [--threads T] "
-    "[--json] [--device D] [--precision P] [--dump-text FILE] [--dump-start FILE]";
+    "[--json] [--device D] [--precision P] [--cuda-graph] [--dump-text FILE] [--dump-start FILE]";
 
 int parse_int(const std::string& opt, const std::string& value, int min) {
   size_t used = 0;
@@ -75,6 +77,10 @@ Args parse_args(int argc, char** argv) {
     const std::string opt = argv[i];
     if (opt == "--json") {
       a.json = true;
+      continue;
+    }
+    if (opt == "--cuda-graph") {
+      a.cuda_graph = true;
       continue;
     }
     if (opt == "-h" || opt == "--help") {
@@ -149,6 +155,7 @@ int run(const Args& a) {
   o.space = styleclip::LatentSpace::kWPlus;
   o.clip_input = styleclip::ClipInput::kRaw;
   o.precision = precision;
+  o.cuda_graph = a.cuda_graph;
   if (a.warmup > 0) {
     o.steps = a.warmup;
     (void)styleclip::optimize(gen, clip, nullptr, ws0, text, o);
@@ -165,6 +172,7 @@ int run(const Args& a) {
       {"impl", "cpp"},
       {"device", device.str()},
       {"precision", styleclip::to_string(precision)},
+      {"cuda_graph", a.cuda_graph},
       {"peak_device_mb", megabytes(peak_dev)},
       {"steps_per_second", res.steps_per_second},
       {"ms_per_step", 1000.0 / res.steps_per_second},

@@ -106,6 +106,45 @@ def optimize(G, clip, resize, w0, text, steps, precision="fp32"):
     return time.perf_counter() - t0, w.detach()
 
 
+def profile_steps(G, clip, resize, w0, text, steps, precision, path):
+    """Where a step's time goes: device (kernel) time against wall time, kernel launches, and
+    the operators that take the most device time. Device time far below wall time means the
+    step is launch-bound (what CUDA graphs remove); close to it means the GPU is busy."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if w0.device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        wall, _ = optimize(G, clip, resize, w0, text, steps, precision)
+    ka = prof.key_averages()
+
+    def device_self(e):
+        for name in ("self_device_time_total", "self_cuda_time_total"):
+            v = getattr(e, name, None)
+            if v is not None:
+                return float(v)
+        return 0.0
+
+    launches = sum(e.count for e in ka if e.key in ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel"))
+    summary = {
+        "steps": steps,
+        "batch": int(w0.shape[0]),
+        "precision": precision,
+        "wall_ms_per_step_profiled": 1000.0 * wall / steps,
+        "device_kernel_ms_per_step": sum(device_self(e) for e in ka) / 1000.0 / steps,
+        "kernel_launches_per_step": launches / steps,
+        "cpu_ops_per_step": sum(e.count for e in ka if e.key.startswith("aten::")) / steps,
+    }
+    cost = device_self if w0.device.type == "cuda" else (lambda e: float(e.self_cpu_time_total))
+    rows = sorted(ka, key=cost, reverse=True)[:30]
+    with open(path, "w") as f:
+        f.write(json.dumps(summary) + "\n\n")
+        f.write(f"{'operator':60s} {'calls/step':>10s} {'device ms/step':>15s} {'cpu self ms/step':>17s}\n")
+        for e in rows:
+            f.write(f"{e.key[:60]:60s} {e.count / steps:10.1f} {device_self(e) / 1000.0 / steps:15.3f} "
+                    f"{e.self_cpu_time_total / 1000.0 / steps:17.3f}\n")
+    return summary
+
+
 def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
 
@@ -122,6 +161,8 @@ def main():
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--precision", choices=["fp32", "tf32", "bf16", "fp16"], default="fp32")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--profile", metavar="FILE",
+                   help="also profile --steps more steps (torch.profiler) and write where the time goes to FILE")
     args = p.parse_args()
     if args.steps < 1 or args.warmup < 0:
         fail("--steps must be at least 1 and --warmup zero or more")
@@ -158,6 +199,9 @@ def main():
         torch.cuda.reset_peak_memory_stats(device)
     seconds, w = optimize(G, clip, resize, w0, text, args.steps, args.precision)
     peak_dev = torch.cuda.max_memory_allocated(device) / 1048576.0 if device.type == "cuda" else None
+    if args.profile:
+        out_profile = profile_steps(G, clip, resize, w0, text, args.steps, args.precision, args.profile)
+        print(json.dumps(out_profile), file=sys.stderr)
     with torch.no_grad(), precision_scope(device, args.precision):
         e = clip.encode_image(resize(G.synthesis(w, False))).float()
         sim = F.cosine_similarity(e, text.expand_as(e), dim=1, eps=1e-8).mean().item()

@@ -31,6 +31,8 @@ def main():
         if not tag.startswith("optimize"):
             continue
         c, p = r.get("cpp"), r.get("python")
+        if p is None and tag.endswith(" +cuda graph"):  # C++ only: against the eager Python run
+            p = runs.get(tag[: -len(" +cuda graph")], {}).get("python")
         cm = c["ms_per_step"] if c else None
         pm = p["ms_per_step"] if p else None
         print(f"| {tag[9:]} | {fmt(cm, 2)} | {fmt(pm, 2)} | {fmt(cm / pm if cm and pm else None, 2)} | "

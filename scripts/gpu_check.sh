@@ -19,6 +19,9 @@
 #   --jobs N       build parallelism (default: all cores)
 #   --quick        only batch 1: optimisation bf16 and fp32, mapper and global in bf16 (for a few
 #                  minutes of GPU time; the photo models are left out)
+# On CUDA every optimisation run is repeated with --cuda-graph (C++), and a profile of the Python
+# step at batch 1, bf16 (device time against wall time, the costliest operators) is written to
+# OUT/profile-optimize-*.txt.
 # Environment: PYTHON (default python3), GPU_CHECK_WORK (scratch, default /tmp/styleclip-gpu-check),
 # GPU_CHECK_WAIT_FOR (a pid to wait for before the timed part).
 # Every phase has its own time limit and the script goes on after a failed one, so one run
@@ -39,7 +42,7 @@ if [ "${1:-}" = fetch-deps ]; then
   exit 0
 fi
 if [ "${1:-}" != run ]; then
-  sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 fi
 shift
@@ -206,6 +209,18 @@ for b in $bundles; do
       r=$(timeout 300 $PY bench/optimize_reference.py --models "$m" --text-embedding "$d/t.pt" --start "$d/w.pt" \
         --steps $steps --warmup 5 --threads $threads --device "$device" --precision $prec --json 2>>"$log") || failed=1
       record "$tag" "$r"
+      if [ "$device" = cuda ]; then
+        # The same run with the step captured as a CUDA graph (C++ only; compared with the
+        # Python run above), and once per bundle where a step's time goes (torch.profiler).
+        r=$(timeout 300 "$build/bench/bench_optimize" --models "$m" --batch $batch --steps $steps --warmup 5 \
+          --threads $threads --device "$device" --precision $prec --cuda-graph --json 2>>"$log") || failed=1
+        record "$tag +cuda graph" "$r"
+        if [ "$batch" = 1 ] && [ "$prec" = bf16 ]; then
+          timeout 300 $PY bench/optimize_reference.py --models "$m" --text-embedding "$d/t.pt" --start "$d/w.pt" \
+            --steps 5 --warmup 3 --threads $threads --device "$device" --precision $prec \
+            --profile "$out/profile-optimize-$b-batch1-bf16.txt" >/dev/null 2>>"$log" || failed=1
+        fi
+      fi
       say "$tag done"
     done
   done

@@ -1,10 +1,17 @@
+#include <styleclip/engines/device_adam.h>
 #include <styleclip/engines/optimize.h>
 #include <styleclip/error.h>
 
 #include <chrono>
 #include <cmath>
+#include <optional>
 
-#include <torch/optim/adam.h>
+#if defined(STYLECLIP_WITH_CUDA)
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
 
 namespace styleclip {
 
@@ -17,7 +24,8 @@ nlohmann::json OptimizeOptions::to_json() const {
           {"mode", free_mode ? "free" : "edit"},
           {"clip_input", to_string(clip_input)},
           {"frame_every", frame_every},
-          {"precision", to_string(precision)}};
+          {"precision", to_string(precision)},
+          {"cuda_graph", cuda_graph}};
 }
 
 // run_optimization.py `get_lr` (algorithms §1.5).
@@ -48,6 +56,14 @@ void validate(const OptimizeOptions& o, bool has_identity_model) {
   if (o.frame_every < 0) throw usage_error("invalid --frames: must be zero or positive");
 }
 
+bool cuda_graphs_built() {
+#if defined(STYLECLIP_WITH_CUDA)
+  return true;
+#else
+  return false;
+#endif
+}
+
 namespace {
 
 /// Rows of `t` (dim 0) where `rows` is true, set from `src`.
@@ -67,6 +83,15 @@ OptimizeResult optimize(const Generator& gen, const Clip& clip, const IdentityMo
   validate(o, identity != nullptr);
   gen.check_wplus(ws0, "start latent");
   const auto dev = gen.device();
+  if (o.cuda_graph && !dev.is_cuda()) {
+    throw usage_error("--cuda-graph needs a CUDA device (this run is on " + dev.str() +
+                      "): drop --cuda-graph or use --device cuda");
+  }
+  if (o.cuda_graph && !cuda_graphs_built()) {
+    throw device_error(
+        "--cuda-graph: this build has no CUDA graph support (it was built without c10_cuda, "
+        "STYLECLIP_CUDA_STATS=OFF): rebuild against a CUDA LibTorch or drop --cuda-graph");
+  }
   // Every forward pass below, the final metrics included, at the chosen precision (issue #10).
   const PrecisionScope precision(o.precision, dev);
   const auto w0 = ws0.to(dev).detach().contiguous();
@@ -102,21 +127,28 @@ OptimizeResult optimize(const Generator& gen, const Clip& clip, const IdentityMo
       }
     }
   }
-  torch::optim::Adam adam(params, torch::optim::AdamOptions(o.lr).betas({0.9, 0.999}).eps(1e-8));
-  auto& group_options = static_cast<torch::optim::AdamOptions&>(adam.param_groups()[0].options());
+  DeviceAdam adam(params);
 
   res.rows.resize(static_cast<size_t>(n));
-  // Row bookkeeping stays on the device: no host copy inside the loop except one small check
-  // every kSyncEvery steps (are all rows dead?), so a GPU is fed without waiting (issue #10).
+  // Every piece of per-step state lives on the device and is updated in place: the loop feeds
+  // a GPU without waiting (one small host check every kSyncEvery steps: are all rows dead?), and
+  // with `cuda_graph` one captured step replays against the same tensors (issue #10).
   constexpr int kSyncEvery = 10;
   const auto on_dev = torch::TensorOptions().device(dev);
   auto active = torch::ones({n}, on_dev.dtype(torch::kBool));
   auto failed_at = torch::full({n}, -1, on_dev.dtype(torch::kInt64));
+  auto step_t = torch::zeros({}, on_dev.dtype(torch::kInt64));  // the step being taken
+  auto loss_out = torch::zeros({}, on_dev.dtype(torch::kFloat32));
+  const bool want_frames = callbacks.frame && o.frame_every > 0;
+  torch::Tensor frame_out;
+  if (want_frames) frame_out = torch::empty_like(res.images_before);
   // `good`: per row, the latest parameters whose loss was finite. A row that fails is put back
   // to them after every step (after backward: a leaf in the graph must not change before).
-  std::vector<torch::Tensor> good;
-  for (const auto& p : params) good.push_back(p.detach().clone());
-  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<torch::Tensor> good, pre;
+  for (const auto& p : params) {
+    good.push_back(p.detach().clone());
+    pre.push_back(torch::empty_like(p));
+  }
 
   const auto total_loss = [&](const torch::Tensor& img) {
     auto total = clip_loss(img, text_e);
@@ -126,49 +158,93 @@ OptimizeResult optimize(const Generator& gen, const Clip& clip, const IdentityMo
     if (o.id_lambda > 0) total = total + o.id_lambda * (*id_loss)(img);
     return total;
   };
-
-  int step = 0;
-  for (; step < o.steps; ++step) {
-    if (callbacks.should_stop && callbacks.should_stop()) {
-      res.stopped = true;
-      break;
-    }
-    group_options.lr(optimize_lr(step, o.steps, o.lr));
+  // One step, at the learning rate set beforehand: no host values, no host reads.
+  const auto one_step = [&]() {
     adam.zero_grad();
     const auto img = w_space ? gen.synthesis(w) : gen.synthesis_from_styles(s);
     const auto total = total_loss(img);
-
     const auto finite = torch::isfinite(total.detach());
-    const auto newly_failed = active.logical_and(finite.logical_not());
-    failed_at = torch::where(newly_failed, torch::full_like(failed_at, step), failed_at);
-    active = active.logical_and(finite);
-    if (step % kSyncEvery == 0 || step + 1 == o.steps) {
-      if (!active.any().item<bool>()) break;
-    }
-    const auto failed = active.logical_not();
-    if (callbacks.frame && o.frame_every > 0 && step % o.frame_every == 0)
-      callbacks.frame(step, img.detach());
-
-    std::vector<torch::Tensor> pre;
-    for (const auto& p : params) pre.push_back(p.detach().clone());
+    failed_at.copy_(torch::where(active.logical_and(finite.logical_not()), step_t, failed_at));
+    active.logical_and_(finite);
+    if (want_frames) frame_out.copy_(img.detach());
+    for (size_t p = 0; p < params.size(); ++p) pre[p].copy_(params[p].detach());
     const auto loss = torch::where(active, total, torch::zeros_like(total)).sum();
     loss.backward();
     adam.step();
     // Failed rows go back to their last finite values (a no-op for the others); finite rows
     // remember this step's values. Both on the device, every step, without asking which.
+    const auto failed = active.logical_not();
     for (size_t p = 0; p < params.size(); ++p) {
       restore_rows(params[p], good[p], failed);
       restore_rows(good[p], pre[p], active);
     }
+    loss_out.copy_(loss.detach());
+    step_t.add_(1);
+  };
+
+#if defined(STYLECLIP_WITH_CUDA)
+  // CUDA graphs (optional): a few eager steps on a side stream warm up everything that happens
+  // once (TorchScript's profiling runs, cuDNN's choices, the allocator), then one step is
+  // captured and every later step is one replay: a single launch instead of thousands of
+  // kernel launches. PyTorch's "whole network capture" recipe (torch.cuda.graphs docs).
+  // The state above was made on the ambient stream: finish that before the side stream reads
+  // it; the loop ends with a device synchronisation before either goes away (below).
+  constexpr int kWarmupSteps = 3;
+  std::optional<c10::cuda::CUDAStreamGuard> side_stream;
+  std::optional<at::cuda::CUDAGraph> graph;
+  if (o.cuda_graph) {
+    synchronize_device(dev);
+    side_stream.emplace(c10::cuda::getStreamFromPool(false, dev.index()));
+  }
+#endif
+  const auto t0 = std::chrono::steady_clock::now();
+  int step = 0;
+  while (step < o.steps) {
+    if (callbacks.should_stop && callbacks.should_stop()) {
+      res.stopped = true;
+      break;
+    }
+    adam.set_lr(optimize_lr(step, o.steps, o.lr));
+#if defined(STYLECLIP_WITH_CUDA)
+    if (o.cuda_graph && step >= kWarmupSteps) {
+      if (!graph) {
+        // The eager steps' cached blocks go back to the driver first, so that the graph's own
+        // memory pool does not come on top of them (a card's memory is the limit at batch 1).
+        synchronize_device(dev);
+        c10::cuda::CUDACachingAllocator::emptyCache();
+        graph.emplace();
+        try {
+          graph->capture_begin();
+          one_step();
+          graph->capture_end();
+        } catch (const c10::Error& e) {
+          throw device_error(std::string("CUDA graph capture of the optimisation step failed (") +
+                             e.what_without_backtrace() + "): run without --cuda-graph");
+        }
+      }
+      graph->replay();  // capturing recorded the step without running it
+    } else {
+      one_step();
+    }
+#else
+    one_step();
+#endif
+    if (want_frames && step % o.frame_every == 0) callbacks.frame(step, frame_out);
+    ++step;
     if (callbacks.progress) {
       const auto alive = active.sum().item<int64_t>();
-      const double mean = alive > 0 ? loss.item<double>() / double(alive) : 0.0;
-      callbacks.progress(step + 1, o.steps, mean);
+      const double mean = alive > 0 ? loss_out.item<double>() / double(alive) : 0.0;
+      callbacks.progress(step, o.steps, mean);
     }
+    if ((step % kSyncEvery == 1 || step == o.steps) && !active.any().item<bool>()) break;
   }
   synchronize_device(dev);
   const double loop_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+#if defined(STYLECLIP_WITH_CUDA)
+  graph.reset();  // its memory pool: nothing below uses what the captured step allocated
+  side_stream.reset();
+#endif
   const auto failed = active.logical_not();
   for (size_t p = 0; p < params.size(); ++p) restore_rows(params[p], good[p], failed);
   const auto failed_steps = failed_at.cpu();

@@ -114,6 +114,13 @@ TEST_F(EditCli, BadInputsExitWithCodesAndMessages) {
       {{"--text", "x", "--seed", "0", "--space", "Z"}, 2, "invalid --space 'Z'"},
       {{"--text", "x", "--seed", "0", "--clip-input", "weird"}, 2, "invalid --clip-input 'weird'"},
       {{"--text", "x", (tmp_ / "missing.pt").string()}, 4, "file does not exist"},
+      {{"--text", "x", "--seed", "0", "--device", "cpu", "--cuda-graph"},
+       2,
+       "--cuda-graph needs a CUDA device (this run is on cpu): drop --cuda-graph or use "
+       "--device cuda"},
+      {{"--text", "x", "--neutral", "y", "--seed", "0", "--method", "global", "--cuda-graph"},
+       2,
+       "--cuda-graph applies to --method optimize only"},
   };
   for (const auto& c : cases) {
     auto args = base(out);

@@ -9,6 +9,7 @@
 #include <styleclip/models/bundle.h>
 #include <styleclip/runtime.h>
 
+#include <cmath>
 #include <cstdlib>
 
 #include <torch/cuda.h>
@@ -90,6 +91,51 @@ TEST_F(CudaTest, OptimizeMatchesTheCpuInFp32AndTracksItInBf16AndFp16) {
       EXPECT_NEAR(res.rows[i].clip_after, ref.rows[i].clip_after, tol) << to_string(p);
     }
   }
+}
+
+// --cuda-graph: 3 eager warm-up steps, then one captured step replayed. In fp32 the replays run
+// the kernels the eager steps run, so the two agree to float rounding (which Adam amplifies to
+// ~1e-3 on a latent after 20 steps, see unit/test_optimize.cpp; the similarity moves far less);
+// a replay that repeated step 3's learning rate or bias corrections, or stale inputs, would be
+// off by O(lr). Also: bf16 under a graph, a NaN row stopping alone, progress and frames.
+TEST_F(CudaTest, CudaGraphStepsEqualEagerSteps) {
+  if (!cuda_graphs_built()) GTEST_SKIP() << "built without c10_cuda: no CUDA graph support";
+  const auto ws = start({5, 6});
+  const auto t = text(*clip_, "a red car");
+  OptimizeOptions o;
+  o.steps = 12;
+  o.frame_every = 4;
+  const auto eager = optimize(*gen_, *clip_, nullptr, ws, t, o);
+  o.cuda_graph = true;
+  int progress_calls = 0, frames = 0;
+  OptimizeCallbacks cb;
+  cb.progress = [&](int done, int total, double loss) {
+    ++progress_calls;
+    EXPECT_EQ(done, progress_calls);
+    EXPECT_EQ(total, 12);
+    EXPECT_TRUE(std::isfinite(loss));
+  };
+  cb.frame = [&](int step, const torch::Tensor& img) {
+    EXPECT_EQ(step, 4 * frames++);
+    EXPECT_TRUE(img.isfinite().all().item<bool>());
+  };
+  const auto graphed = optimize(*gen_, *clip_, nullptr, ws, t, o, cb);
+  EXPECT_EQ(progress_calls, 12);
+  EXPECT_EQ(frames, 3);
+  for (size_t i = 0; i < eager.rows.size(); ++i) {
+    EXPECT_NEAR(graphed.rows[i].clip_after, eager.rows[i].clip_after, 1e-4) << i;
+    EXPECT_GT(graphed.rows[i].clip_after, graphed.rows[i].clip_before) << i;
+  }
+  EXPECT_TRUE(test::tensors_close(graphed.ws.cpu(), eager.ws.cpu(), 1e-2));
+
+  o.precision = Precision::kBf16;
+  auto bad = ws.clone();
+  bad[1].fill_(1e30F);  // this row's loss is NaN from the start
+  const auto bf16 = optimize(*gen_, *clip_, nullptr, bad, t, o);
+  EXPECT_TRUE(bf16.rows[0].ok);
+  EXPECT_NEAR(bf16.rows[0].clip_after, eager.rows[0].clip_after, kLowTolerance);
+  EXPECT_FALSE(bf16.rows[1].ok);
+  EXPECT_TRUE(torch::equal(bf16.ws[1].cpu(), bad[1]));
 }
 
 TEST_F(CudaTest, MapperStepMatchesTheCpu) {

@@ -3,12 +3,13 @@
 
 Run from the repository root:  /usr/bin/python3 tests/python/test_generator_export.py
 
-The exporter computes StyleGAN2's modulated convolution in the input-scaling form
-(conv(x·s, w)·d). rosinality's code, which the published checkpoints and the fixtures come from,
-modulates the weight per sample and runs a grouped convolution. This test states rosinality's form
-step by step (StyleGAN2 §2.2, eqs. 1–3; rosinality `ModulatedConv2d.forward`) and compares the
-scripted layers with it — outputs and the gradients the optimiser uses — for plain, upsampling and
-toRGB layers, at several batch sizes and with styles far from 1 (large, tiny, zero, negative).
+When a gradient is wanted the exporter computes StyleGAN2's modulated convolution in the
+input-scaling form (conv(x·s, w)·d); otherwise in rosinality's form, which the published
+checkpoints and the fixtures come from: the weight modulated per sample, a grouped convolution.
+This test states rosinality's form step by step (StyleGAN2 §2.2, eqs. 1–3; rosinality
+`ModulatedConv2d.forward`) and compares both scripted forms with it — outputs and the gradients the
+optimiser uses — for plain, upsampling and toRGB layers, at several batch sizes and with styles far
+from 1 (large, tiny, zero, negative), and checks which form each call takes.
 Whole-generator parity with rosinality's recorded outputs is the C++ test Generator.* on the
 fixture checkpoint.
 """
@@ -77,7 +78,7 @@ def rel_err(a, b):
     return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
 
 
-@check("scripted layers equal rosinality's weight-modulated form (outputs and gradients)")
+@check("both forms of every scripted layer equal rosinality's (outputs, and gradients where kept)")
 def _():
     worst = 0.0
     for name, layer in layers().items():
@@ -87,34 +88,42 @@ def _():
         for batch in (1, 3, 4):
             x = torch.randn(batch, 24, 9, 9, generator=torch.Generator().manual_seed(7))
             s = styles(batch, 24)
-            # Per row: the rows have scales 1e-6 … 300, so compare each with its own size.
+            # With a gradient wanted: the input-scaling form; compared with its gradients too.
             xs, ss = x.clone().requires_grad_(True), s.clone().requires_grad_(True)
             out = scripted(xs, ss)
+            assert torch.equal(out, scripted.forward_scaled_input(xs, ss)), f"{name}: dispatch with grad"
             xr, sr = x.clone().requires_grad_(True), s.clone().requires_grad_(True)
             ref = modconv_reference(layer, xr, sr)
             assert out.shape == ref.shape, (name, out.shape, ref.shape)
             probe = torch.randn(ref.shape, generator=torch.Generator().manual_seed(9))
             (out * probe).sum().backward()
             (ref * probe).sum().backward()
+            # Without one: rosinality's weight form.
+            with torch.no_grad():
+                rendered = scripted(x, s)
+                assert torch.equal(rendered, scripted.forward_modulated_weight(x, s)), f"{name}: dispatch"
+            # Per row: the rows have scales 1e-6 … 300, so compare each with its own size.
             for i in range(batch):
                 errs = [rel_err(out[i], ref[i]), rel_err(xs.grad[i], xr.grad[i]),
-                        rel_err(ss.grad[i], sr.grad[i])]
+                        rel_err(ss.grad[i], sr.grad[i]), rel_err(rendered[i], ref[i])]
                 assert all(e < 1e-5 for e in errs), f"{name}, batch {batch}, row {i}: {errs}"
                 worst = max(worst, *errs)
             assert torch.isfinite(out).all() and torch.isfinite(ss.grad).all(), name
     return f"worst relative difference {worst:.1e} (bound 1e-5)"
 
 
-@check("a whole generator renders what rosinality's form renders, batch 1 and 3")
+@check("a whole generator renders what rosinality's form renders, batch 1 and 3, with and without grad")
 def _():
     ckpt = sg.random_checkpoint(32, 16, 2, channel_divisor=32, seed=5)
     g = sg.build_generator(ckpt["g_ema"], ckpt["latent_avg"])
+    for p in g.parameters():
+        p.requires_grad_(False)
     scripted = torch.jit.script(g)
     torch.manual_seed(3)
-    ws = g.mapping(torch.randn(3, 16)).unsqueeze(1).repeat(1, g.num_ws, 1)
-    ws = ws + 0.5 * torch.randn_like(ws)
     with torch.no_grad():
-        fast = scripted.synthesis(ws, False)
+        ws = g.mapping(torch.randn(3, 16)).unsqueeze(1).repeat(1, g.num_ws, 1)
+        ws = ws + 0.5 * torch.randn_like(ws)
+        rendered = scripted.synthesis(ws, False)
         one = scripted.synthesis(ws[1:2], False)
         original = sg.ModulatedConv2d.forward
         sg.ModulatedConv2d.forward = modconv_reference  # eager reference run of the same weights
@@ -122,13 +131,14 @@ def _():
             ref = g.synthesis(ws, False)
         finally:
             sg.ModulatedConv2d.forward = original
-    err = rel_err(fast, ref)
-    assert err < 1e-5, err
+    with_grad = scripted.synthesis(ws.clone().requires_grad_(True), False).detach()
+    errs = [rel_err(rendered, ref), rel_err(with_grad, ref)]
+    assert max(errs) < 1e-5, errs
     assert rel_err(one[0], ref[1]) < 1e-5, "a row depends on its batch"
-    return f"relative difference {err:.1e}"
+    return f"relative differences {errs[0]:.1e} (no grad), {errs[1]:.1e} (grad)"
 
 
-@check("bf16 autocast (CPU) stays within bf16 rounding of fp32, large styles included")
+@check("bf16 autocast (CPU) stays within bf16 rounding of fp32 in both forms, large styles included")
 def _():
     worst = 0.0
     for name, layer in layers().items():
@@ -138,11 +148,12 @@ def _():
         with torch.no_grad():
             ref = modconv_reference(layer, x, s)
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                out = scripted(x, s)
-        for i in range(4):
-            e = rel_err(out[i].float(), ref[i])
-            assert e < 0.05 and math.isfinite(e), f"{name}, row {i}: {e}"
-            worst = max(worst, e)
+                outs = [scripted.forward_scaled_input(x, s), scripted.forward_modulated_weight(x, s)]
+        for out in outs:
+            for i in range(4):
+                e = rel_err(out[i].float(), ref[i])
+                assert e < 0.05 and math.isfinite(e), f"{name}, row {i}: {e}"
+                worst = max(worst, e)
     return f"worst relative difference {worst:.1e} (bound 5e-2; bf16 keeps 8 bits)"
 
 

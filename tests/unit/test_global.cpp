@@ -101,8 +101,7 @@ TEST_F(GlobalTiny, BatchedDirectionsEqualOneRenderAtATime) {
         }
         diffs.push_back(F::normalize(f[1] - f[0], F::NormalizeFuncOptions().dim(1)));
       }
-      slows.push_back(
-          F::normalize(torch::cat(diffs, 0).mean(0), F::NormalizeFuncOptions().dim(0)));
+      slows.push_back(F::normalize(torch::cat(diffs, 0).mean(0), F::NormalizeFuncOptions().dim(0)));
     }
     // A batched and a single convolution round differently (~1e-7), which flips an occasional
     // pixel across an 8-bit level in the reference's uint8 step and moves a direction by up to

@@ -39,9 +39,15 @@ struct OptimizeOptions {
   int frame_every = 0;  ///< keep an image every K steps (0: none)
   /// The models' arithmetic (autocast scope around the loop); latents and Adam's state stay fp32.
   Precision precision = Precision::kFp32;
+  /// CUDA only: capture one step as a CUDA graph after a few eager warm-up steps and replay it
+  /// for the rest (same arithmetic, far fewer kernel launches). A usage error on the CPU.
+  bool cuda_graph = false;
 
   [[nodiscard]] nlohmann::json to_json() const;
 };
+
+/// Whether this build can capture CUDA graphs (built against a CUDA LibTorch with c10_cuda).
+bool cuda_graphs_built();
 
 /// The reference's `get_lr(t, initial_lr, rampdown=0.25, rampup=0.05)` with t = step / steps.
 double optimize_lr(int step, int steps, double lr);
@@ -71,7 +77,8 @@ struct OptimizeResult {
 
 /// Hooks the caller may set: progress after every step (steps done, total, mean loss of the
 /// active rows), and every `frame_every` steps the images of that step (before its update, as
-/// the reference saves them) so they can be written out instead of held in memory.
+/// the reference saves them) so they can be written out instead of held in memory. The frame
+/// tensor is overwritten by the next step: copy it to keep it.
 struct OptimizeCallbacks {
   std::function<void(int, int, double)> progress;
   std::function<void(int, const torch::Tensor&)> frame;
