@@ -17,8 +17,8 @@
 #   --size S       real: StyleGAN2 FFHQ config-f 1024 px + CLIP ViT-B/32 (default);
 #                  ci: 64 px and 256 px generators with a tiny CLIP (the CPU form)
 #   --jobs N       build parallelism (default: all cores)
-#   --quick        only batch 1: optimisation bf16 and fp32, mapper and global in bf16 (for a few
-#                  minutes of GPU time; the photo models are left out)
+#   --quick        optimisation at batch 1 in bf16 and fp32 and at batch 8 in bf16, mapper and
+#                  global in bf16 (for a few minutes of GPU time; the photo models are left out)
 # On CUDA every optimisation run is repeated with --cuda-graph (C++), and a profile of the Python
 # step at batch 1, bf16 (device time against wall time, the costliest operators) is written to
 # OUT/profile-optimize-*.txt.
@@ -168,7 +168,7 @@ small=$work/b64
 phase "bundle b64" 300 sh -c "$PY scripts/export_bundle.py --random --resolution 64 --w-dim 64 --n-mlp 4 --channel-divisor 8 --out $small &&
   $PY scripts/export_bundle.py --random-clip tiny --vocab $vocab --vocab-merges $merges --out $small"
 # The gpu tests first (seconds, on the small bundle): they say whether the rest is worth timing.
-STYLECLIP_GPU_TEST_BUNDLE=$small phase "gpu tests" 300 "$build/tests/styleclip_gpu_tests"
+STYLECLIP_GPU_TEST_BUNDLE=$small phase "gpu tests" 180 "$build/tests/styleclip_gpu_tests"
 if [ "$size" = real ]; then
   bundles="b1024"
   phase "bundle b1024 (FFHQ config-f + ViT-B/32)" 600 sh -c "$PY scripts/export_bundle.py --random --resolution 1024 --w-dim 512 --n-mlp 8 --channel-multiplier 2 --channel-divisor 1 --out $work/b1024 &&
@@ -192,37 +192,40 @@ precisions="fp32 bf16"
 for b in $bundles; do
   m=$work/$b
   [ -f "$m/manifest.json" ] || { say "no bundle $b: benchmarks skipped"; failed=1; continue; }
-  batches="1 8" optimize_precisions=$precisions
-  [ $quick -eq 1 ] && batches=1 optimize_precisions="bf16 fp32" precisions=bf16
-  for batch in $batches; do
-    for prec in $optimize_precisions; do
-      tag="optimize $b batch $batch $prec"
-      d=$work/dump-$b-$batch && mkdir -p "$d"
-      steps=50
-      [ "$device" = cpu ] && steps=10
-      [ $quick -eq 1 ] && steps=30
-      r=$(timeout 300 "$build/bench/bench_optimize" --models "$m" --batch $batch --steps $steps --warmup 5 \
-        --threads $threads --device "$device" --precision $prec --json 2>>"$log") || failed=1
-      record "$tag" "$r"
-      timeout 120 "$build/bench/bench_optimize" --models "$m" --batch $batch --dump-text "$d/t.pt" \
-        --dump-start "$d/w.pt" --device "$device" 2>>"$log" || failed=1
-      r=$(timeout 300 $PY bench/optimize_reference.py --models "$m" --text-embedding "$d/t.pt" --start "$d/w.pt" \
-        --steps $steps --warmup 5 --threads $threads --device "$device" --precision $prec --json 2>>"$log") || failed=1
-      record "$tag" "$r"
-      if [ "$device" = cuda ]; then
-        # The same run with the step captured as a CUDA graph (C++ only; compared with the
-        # Python run above), and once per bundle where a step's time goes (torch.profiler).
-        r=$(timeout 300 "$build/bench/bench_optimize" --models "$m" --batch $batch --steps $steps --warmup 5 \
-          --threads $threads --device "$device" --precision $prec --cuda-graph --json 2>>"$log") || failed=1
-        record "$tag +cuda graph" "$r"
-        if [ "$batch" = 1 ] && [ "$prec" = bf16 ]; then
-          timeout 300 $PY bench/optimize_reference.py --models "$m" --text-embedding "$d/t.pt" --start "$d/w.pt" \
-            --steps 5 --warmup 3 --threads $threads --device "$device" --precision $prec \
-            --profile "$out/profile-optimize-$b-batch1-bf16.txt" >/dev/null 2>>"$log" || failed=1
-        fi
+  # batch:precision pairs; --quick keeps batch 1 in both precisions and batch 8 in bf16
+  runs=""
+  for batch in 1 8; do for prec in $precisions; do runs="$runs $batch:$prec"; done; done
+  [ $quick -eq 1 ] && runs="1:bf16 1:fp32 8:bf16" precisions=bf16
+  [ $quick -eq 1 ] && [ "$device" = cpu ] && runs="1:fp32 8:fp32" precisions=fp32
+  for run in $runs; do
+    batch=${run%%:*} prec=${run##*:}
+    tag="optimize $b batch $batch $prec"
+    d=$work/dump-$b-$batch && mkdir -p "$d"
+    steps=50
+    [ "$device" = cpu ] && steps=10
+    [ $quick -eq 1 ] && steps=30
+    r=$(timeout 300 "$build/bench/bench_optimize" --models "$m" --batch $batch --steps $steps --warmup 5 \
+      --threads $threads --device "$device" --precision $prec --json 2>>"$log") || failed=1
+    record "$tag" "$r"
+    timeout 120 "$build/bench/bench_optimize" --models "$m" --batch $batch --dump-text "$d/t.pt" \
+      --dump-start "$d/w.pt" --device "$device" 2>>"$log" || failed=1
+    r=$(timeout 300 $PY bench/optimize_reference.py --models "$m" --text-embedding "$d/t.pt" --start "$d/w.pt" \
+      --steps $steps --warmup 5 --threads $threads --device "$device" --precision $prec --json 2>>"$log") || failed=1
+    record "$tag" "$r"
+    if [ "$device" = cuda ]; then
+      # The same run with the step captured as a CUDA graph (C++ only; compared with the
+      # Python run above), and once per bundle where a step's time goes (torch.profiler).
+      # (A shorter limit: a capture that hangs must not eat the session's device time.)
+      r=$(timeout 150 "$build/bench/bench_optimize" --models "$m" --batch $batch --steps $steps --warmup 5 \
+        --threads $threads --device "$device" --precision $prec --cuda-graph --json 2>>"$log") || failed=1
+      record "$tag +cuda graph" "$r"
+      if [ "$batch" = 1 ] && [ "$prec" = bf16 ]; then
+        timeout 300 $PY bench/optimize_reference.py --models "$m" --text-embedding "$d/t.pt" --start "$d/w.pt" \
+          --steps 5 --warmup 3 --threads $threads --device "$device" --precision $prec \
+          --profile "$out/profile-optimize-$b-batch1-bf16.txt" >/dev/null 2>>"$log" || failed=1
       fi
-      say "$tag done"
-    done
+    fi
+    say "$tag done"
   done
   for prec in $precisions; do
     tag="mapper $b $prec"

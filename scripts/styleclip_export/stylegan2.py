@@ -109,10 +109,11 @@ class ModulatedConv2d(nn.Module):
     conv(x·s, w)·d — stylegan2-ada-pytorch's `fused_modconv=False` path. When a gradient is
     wanted (optimisation, mapper training, projection) this module uses that form: a batch is one
     ordinary convolution, and the gradient with respect to s needs no weight-gradient
-    convolution (the weights are frozen), only the input gradient the layers below need anyway —
-    1.2× faster at batch 1 and 1.6× at batch 4 on the CPU (bench/RESULTS.md), for about 30 % more
-    activation memory. Without a gradient (rendering) it keeps rosinality's weight form, which
-    saves nothing for a backward pass and renders 5–10 % faster here.
+    convolution (the weights are frozen), only the input gradient the layers below need anyway:
+    optimisation steps 1.1–1.2× faster on the CPU where the generator dominates
+    (bench/RESULTS.md), for 17–28 % more activation memory. Without a gradient (rendering) it
+    keeps rosinality's weight form, which keeps nothing for a backward pass and rendered 5–10 %
+    faster here than the input-scaling form.
 
     For half precision the input-scaling form divides the styles by each row's largest |s| before
     they scale x and puts that factor back with d, so the intermediate stays within the input's

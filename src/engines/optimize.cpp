@@ -11,6 +11,7 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
 #endif
 
 namespace styleclip {
@@ -65,6 +66,26 @@ bool cuda_graphs_built() {
 }
 
 namespace {
+
+#if defined(STYLECLIP_WITH_CUDA)
+/// TorchScript's graph optimiser off for a scope: its fusers compile kernels on a later run,
+/// which a CUDA graph capture cannot contain. configure_runtime() turns it off for the CLI and
+/// the benchmarks already; this covers other callers of the library.
+class JitOptimizationOff {
+ public:
+  JitOptimizationOff() : previous_(torch::jit::getGraphExecutorOptimize()) {
+    torch::jit::setGraphExecutorOptimize(false);
+  }
+  ~JitOptimizationOff() { torch::jit::setGraphExecutorOptimize(previous_); }
+  JitOptimizationOff(const JitOptimizationOff&) = delete;
+  JitOptimizationOff& operator=(const JitOptimizationOff&) = delete;
+  JitOptimizationOff(JitOptimizationOff&&) = delete;
+  JitOptimizationOff& operator=(JitOptimizationOff&&) = delete;
+
+ private:
+  bool previous_;
+};
+#endif
 
 /// Rows of `t` (dim 0) where `rows` is true, set from `src`.
 void restore_rows(torch::Tensor& t, const torch::Tensor& src, const torch::Tensor& rows) {
@@ -192,58 +213,91 @@ OptimizeResult optimize(const Generator& gen, const Clip& clip, const IdentityMo
   constexpr int kWarmupSteps = 3;
   std::optional<c10::cuda::CUDAStreamGuard> side_stream;
   std::optional<at::cuda::CUDAGraph> graph;
+  std::optional<JitOptimizationOff> jit_off;
   if (o.cuda_graph) {
     synchronize_device(dev);
     side_stream.emplace(c10::cuda::getStreamFromPool(false, dev.index()));
+    jit_off.emplace();
   }
+  // The first replay-time step: capture it (capturing records the step without running it).
+  const auto capture = [&]() {
+    // The eager steps' cached blocks go back to the driver first, so that the graph's own
+    // memory pool does not come on top of them (a card's memory is the limit at batch 1).
+    synchronize_device(dev);
+    c10::cuda::CUDACachingAllocator::emptyCache();
+    graph.emplace();
+    try {
+      graph->capture_begin();
+      one_step();
+      graph->capture_end();
+    } catch (const std::exception& e) {
+      // End the capture whatever failed, or the stream stays in capture mode (Python's
+      // torch.cuda.graph does the same on its way out).
+      try {
+        graph->capture_end();
+      } catch (const std::exception&) {  // NOLINT(bugprone-empty-catch): the first error counts
+      }
+      graph.reset();
+      const auto m = torch_message(e);
+      if (is_out_of_memory(m)) throw;  // the caller's advice (a smaller --batch) fits better
+      throw device_error("CUDA graph capture of the optimisation step failed (" + m +
+                         "): run without --cuda-graph");
+    }
+  };
 #endif
   const auto t0 = std::chrono::steady_clock::now();
   int step = 0;
-  while (step < o.steps) {
-    if (callbacks.should_stop && callbacks.should_stop()) {
-      res.stopped = true;
-      break;
-    }
-    adam.set_lr(optimize_lr(step, o.steps, o.lr));
-#if defined(STYLECLIP_WITH_CUDA)
-    if (o.cuda_graph && step >= kWarmupSteps) {
-      if (!graph) {
-        // The eager steps' cached blocks go back to the driver first, so that the graph's own
-        // memory pool does not come on top of them (a card's memory is the limit at batch 1).
-        synchronize_device(dev);
-        c10::cuda::CUDACachingAllocator::emptyCache();
-        graph.emplace();
-        try {
-          graph->capture_begin();
-          one_step();
-          graph->capture_end();
-        } catch (const c10::Error& e) {
-          throw device_error(std::string("CUDA graph capture of the optimisation step failed (") +
-                             e.what_without_backtrace() + "): run without --cuda-graph");
-        }
+  const auto loop = [&]() {
+    while (step < o.steps) {
+      if (callbacks.should_stop && callbacks.should_stop()) {
+        res.stopped = true;
+        break;
       }
-      graph->replay();  // capturing recorded the step without running it
-    } else {
-      one_step();
-    }
+      adam.set_lr(optimize_lr(step, o.steps, o.lr));
+#if defined(STYLECLIP_WITH_CUDA)
+      if (o.cuda_graph && step >= kWarmupSteps) {
+        if (!graph) capture();
+        graph->replay();
+      } else {
+        one_step();
+      }
 #else
-    one_step();
+      one_step();
 #endif
-    if (want_frames && step % o.frame_every == 0) callbacks.frame(step, frame_out);
-    ++step;
-    if (callbacks.progress) {
-      const auto alive = active.sum().item<int64_t>();
-      const double mean = alive > 0 ? loss_out.item<double>() / double(alive) : 0.0;
-      callbacks.progress(step, o.steps, mean);
+      if (want_frames && step % o.frame_every == 0) callbacks.frame(step, frame_out);
+      ++step;
+      if (callbacks.progress) {
+        // One read for both numbers: a single wait for the device.
+        const auto now =
+            torch::stack({active.sum().to(torch::kFloat64), loss_out.to(torch::kFloat64)}).cpu();
+        const auto alive = now[0].item<double>();
+        callbacks.progress(step, o.steps, alive > 0 ? now[1].item<double>() / alive : 0.0);
+      }
+      if ((step % kSyncEvery == 1 || step == o.steps) && !active.any().item<bool>()) break;
     }
-    if ((step % kSyncEvery == 1 || step == o.steps) && !active.any().item<bool>()) break;
+  };
+#if defined(STYLECLIP_WITH_CUDA)
+  try {
+    loop();
+  } catch (const std::exception&) {
+    // A replay may still be running on the side stream: let it finish before the graph's pool
+    // and the step's state are freed on the way out.
+    try {
+      synchronize_device(dev);
+    } catch (const std::exception&) {  // NOLINT(bugprone-empty-catch): the first error counts
+    }
+    throw;
   }
+#else
+  loop();
+#endif
   synchronize_device(dev);
   const double loop_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 #if defined(STYLECLIP_WITH_CUDA)
   graph.reset();  // its memory pool: nothing below uses what the captured step allocated
   side_stream.reset();
+  jit_off.reset();
 #endif
   const auto failed = active.logical_not();
   for (size_t p = 0; p < params.size(); ++p) restore_rows(params[p], good[p], failed);

@@ -32,8 +32,8 @@ class DeviceAdam {
 
  private:
   std::vector<torch::Tensor> params_, exp_avg_, exp_avg_sq_;
-  torch::Tensor count_;  ///< steps taken, fp32 scalar on the device
-  torch::Tensor lr_;     ///< fp32 scalar on the device
+  torch::Tensor count_;  ///< steps taken, a float64 scalar on the device
+  torch::Tensor lr_;     ///< a float64 scalar on the device
   double beta1_, beta2_, eps_;
 };
 
