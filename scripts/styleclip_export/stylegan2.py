@@ -111,9 +111,9 @@ class ModulatedConv2d(nn.Module):
     ordinary convolution, and the gradient with respect to s needs no weight-gradient
     convolution (the weights are frozen), only the input gradient the layers below need anyway:
     optimisation steps 1.1–1.2× faster on the CPU where the generator dominates
-    (bench/RESULTS.md), for 17–28 % more activation memory. Without a gradient (rendering) it
-    keeps rosinality's weight form, which keeps nothing for a backward pass and rendered 5–10 %
-    faster here than the input-scaling form.
+    (bench/RESULTS.md), for 17–28 % more activation memory. Rendering without a gradient on the
+    CPU (or one image on a GPU) keeps rosinality's weight form, which rendered 5–10 % faster here
+    than the input-scaling form.
 
     For half precision the input-scaling form divides the styles by each row's largest |s| before
     they scale x and puts that factor back with d, so the intermediate stays within the input's
@@ -142,7 +142,11 @@ class ModulatedConv2d(nn.Module):
             self.blur = nn.Identity()
 
     def forward(self, x: Tensor, s: Tensor) -> Tensor:
-        if torch.is_grad_enabled() and (x.requires_grad or s.requires_grad):
+        # On a GPU a batch renders as one ordinary convolution too, expecting one large
+        # convolution to beat hundreds of wide groups (stylegan2-ada-pytorch renders batches
+        # this way in half precision). Not yet measured on a GPU: scripts/gpu_check.sh times it.
+        wants_grad = torch.is_grad_enabled() and (x.requires_grad or s.requires_grad)
+        if wants_grad or (x.is_cuda and x.shape[0] > 1):
             return self.forward_scaled_input(x, s)
         return self.forward_modulated_weight(x, s)
 
