@@ -33,20 +33,16 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 int main(int argc, char** argv) {
   using namespace styleclip;
-  std::string models;
   std::string dump;
   int64_t channels = 16;
   int64_t images = 4;
   int64_t batch = 64;
   int64_t samples = 2000;
-  int threads = 0;
-  std::string device_spec = "cpu";
-  std::string precision_spec = "fp32";
+  BenchCommon common;
   try {
     for (BenchArgs arg(argc, argv); arg.next();) {
-      if (arg.is("--models"))
-        models = arg.value();
-      else if (arg.is("--dump"))
+      if (common.take(arg)) continue;
+      if (arg.is("--dump"))
         dump = arg.value();
       else if (arg.is("--channels"))
         channels = std::stoll(arg.value());
@@ -56,20 +52,13 @@ int main(int argc, char** argv) {
         batch = std::stoll(arg.value());
       else if (arg.is("--samples"))
         samples = std::stoll(arg.value());
-      else if (arg.is("--threads"))
-        threads = std::stoi(arg.value());
-      else if (arg.is("--device"))
-        device_spec = arg.value();
-      else if (arg.is("--precision"))
-        precision_spec = arg.value();
       else
         arg.unknown();
     }
-    if (models.empty()) throw std::invalid_argument("--models DIR is required");
-    configure_runtime(threads);
-    const auto bundle = Bundle::open(models);
-    const auto device = parse_device(device_spec);
-    const auto precision = parse_precision(precision_spec, device);
+    const auto setup = common.open();
+    const auto& bundle = setup.bundle;
+    const auto device = setup.device;
+    const auto precision = setup.precision;
     const auto sync = [&] { synchronize_device(device); };
     const Generator gen(bundle, device);
     const Clip clip(bundle, device);

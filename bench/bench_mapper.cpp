@@ -26,20 +26,16 @@
 
 int main(int argc, char** argv) {
   using namespace styleclip;
-  std::string models;
   std::string dump;
   int64_t steps = 30;
   int64_t warmup = 5;
   int64_t batch = 2;
   int64_t infer_batch = 16;
-  int threads = 0;
-  std::string device_spec = "cpu";
-  std::string precision_spec = "fp32";
+  BenchCommon common;
   try {
     for (BenchArgs arg(argc, argv); arg.next();) {
-      if (arg.is("--models"))
-        models = arg.value();
-      else if (arg.is("--dump"))
+      if (common.take(arg)) continue;
+      if (arg.is("--dump"))
         dump = arg.value();
       else if (arg.is("--steps"))
         steps = std::stoll(arg.value());
@@ -49,21 +45,14 @@ int main(int argc, char** argv) {
         batch = std::stoll(arg.value());
       else if (arg.is("--infer-batch"))
         infer_batch = std::stoll(arg.value());
-      else if (arg.is("--threads"))
-        threads = std::stoi(arg.value());
-      else if (arg.is("--device"))
-        device_spec = arg.value();
-      else if (arg.is("--precision"))
-        precision_spec = arg.value();
       else
         arg.unknown();
     }
-    if (models.empty() || dump.empty())
-      throw std::invalid_argument("--models DIR and --dump DIR are required");
-    configure_runtime(threads);
-    const auto bundle = Bundle::open(models);
-    const auto device = parse_device(device_spec);
-    const auto precision = parse_precision(precision_spec, device);
+    if (dump.empty()) throw std::invalid_argument("--dump DIR is required");
+    const auto setup = common.open();
+    const auto& bundle = setup.bundle;
+    const auto device = setup.device;
+    const auto precision = setup.precision;
     const auto sync = [&] { synchronize_device(device); };
     const Generator gen(bundle, device);
     const Clip clip(bundle, device);

@@ -28,37 +28,26 @@
 
 int main(int argc, char** argv) {
   using namespace styleclip;
-  std::string models;
   int64_t batch = 1;
   int reps = 5;
   int warmup = 2;
-  int threads = 0;
-  std::string device_spec = "cpu";
-  std::string precision_spec = "fp32";
+  BenchCommon common;
   try {
     for (BenchArgs arg(argc, argv); arg.next();) {
-      if (arg.is("--models"))
-        models = arg.value();
-      else if (arg.is("--batch"))
+      if (common.take(arg)) continue;
+      if (arg.is("--batch"))
         batch = std::stoll(arg.value());
       else if (arg.is("--reps"))
         reps = std::stoi(arg.value());
       else if (arg.is("--warmup"))
         warmup = std::stoi(arg.value());
-      else if (arg.is("--threads"))
-        threads = std::stoi(arg.value());
-      else if (arg.is("--device"))
-        device_spec = arg.value();
-      else if (arg.is("--precision"))
-        precision_spec = arg.value();
       else
         arg.unknown();
     }
-    if (models.empty()) throw std::invalid_argument("--models DIR is required");
-    configure_runtime(threads);
-    const auto bundle = Bundle::open(models);
-    const auto device = parse_device(device_spec);
-    const auto precision = parse_precision(precision_spec, device);
+    const auto setup = common.open();
+    const auto& bundle = setup.bundle;
+    const auto device = setup.device;
+    const auto precision = setup.precision;
     const auto sync = [&] { synchronize_device(device); };
     const auto time_it = [&](const std::function<void()>& f) {
       for (int r = 0; r < warmup; ++r) f();

@@ -345,10 +345,7 @@ int run_edit(const EditOptions& o) {
     throw usage_error("--cuda-graph applies to --method optimize only (drop it for " + o.method +
                       ")");
   }
-  if (o.cuda_graph && !device.is_cuda()) {
-    throw usage_error("--cuda-graph needs a CUDA device (this run is on " + device.str() +
-                      "): drop --cuda-graph or use --device cuda");
-  }
+  check_cuda_graph(opt, device);
   const auto models = resolve_models(o.models);
   const auto bundle = Bundle::open(models);
   const auto& ginfo = bundle.generator();

@@ -65,6 +65,19 @@ bool cuda_graphs_built() {
 #endif
 }
 
+void check_cuda_graph(const OptimizeOptions& o, const torch::Device& device) {
+  if (!o.cuda_graph) return;
+  if (!device.is_cuda()) {
+    throw usage_error("--cuda-graph needs a CUDA device (this run is on " + device.str() +
+                      "): drop --cuda-graph or use --device cuda");
+  }
+  if (!cuda_graphs_built()) {
+    throw device_error(
+        "--cuda-graph: this build has no CUDA graph support (it was built without c10_cuda, "
+        "STYLECLIP_CUDA_STATS=OFF): rebuild against a CUDA LibTorch or drop --cuda-graph");
+  }
+}
+
 namespace {
 
 #if defined(STYLECLIP_WITH_CUDA)
@@ -104,15 +117,7 @@ OptimizeResult optimize(const Generator& gen, const Clip& clip, const IdentityMo
   validate(o, identity != nullptr);
   gen.check_wplus(ws0, "start latent");
   const auto dev = gen.device();
-  if (o.cuda_graph && !dev.is_cuda()) {
-    throw usage_error("--cuda-graph needs a CUDA device (this run is on " + dev.str() +
-                      "): drop --cuda-graph or use --device cuda");
-  }
-  if (o.cuda_graph && !cuda_graphs_built()) {
-    throw device_error(
-        "--cuda-graph: this build has no CUDA graph support (it was built without c10_cuda, "
-        "STYLECLIP_CUDA_STATS=OFF): rebuild against a CUDA LibTorch or drop --cuda-graph");
-  }
+  check_cuda_graph(o, dev);
   // Every forward pass below, the final metrics included, at the chosen precision (issue #10).
   const PrecisionScope precision(o.precision, dev);
   const auto w0 = ws0.to(dev).detach().contiguous();

@@ -58,6 +58,8 @@ TEST(DeviceAdamTest, EqualsLibTorchAdam) {
   EXPECT_LT((a - target).abs().max().item<double>(), 0.5);  // and it did optimise
 }
 
+TEST(DeviceAdamTest, NoParametersIsAnError) { EXPECT_THROW(DeviceAdam({}), std::invalid_argument); }
+
 class OptimizeTiny : public test::TinyModelsTest {
  protected:
   static OptimizeOptions quick() {

@@ -28,8 +28,6 @@ class DeviceAdam {
   /// One Adam step from the parameters' gradients (a parameter without one is left alone).
   void step();
 
-  [[nodiscard]] const std::vector<torch::Tensor>& params() const { return params_; }
-
  private:
   std::vector<torch::Tensor> params_, exp_avg_, exp_avg_sq_;
   torch::Tensor count_;  ///< steps taken, a float64 scalar on the device

@@ -48,6 +48,9 @@ struct OptimizeOptions {
 
 /// Whether this build can capture CUDA graphs (built against a CUDA LibTorch with c10_cuda).
 bool cuda_graphs_built();
+/// Throws (usage error on a CPU device, device error in a build without CUDA graph support)
+/// when `cuda_graph` is asked for and cannot be had; `optimize` checks too.
+void check_cuda_graph(const OptimizeOptions& options, const torch::Device& device);
 
 /// The reference's `get_lr(t, initial_lr, rampdown=0.25, rampup=0.05)` with t = step / steps.
 double optimize_lr(int step, int steps, double lr);
