@@ -210,7 +210,7 @@ OptimizeResult optimize(const Generator& gen, const Clip& clip, const IdentityMo
 
 #if defined(STYLECLIP_WITH_CUDA)
   // CUDA graphs (optional): a few eager steps on a side stream warm up everything that happens
-  // once (TorchScript's profiling runs, cuDNN's choices, the allocator), then one step is
+  // once (cuDNN's choices, library handles, the allocator), then one step is
   // captured and every later step is one replay: a single launch instead of thousands of
   // kernel launches. PyTorch's "whole network capture" recipe (torch.cuda.graphs docs).
   // The state above was made on the ambient stream: finish that before the side stream reads
