@@ -1,3 +1,4 @@
+#include <styleclip/cpu_allocator.h>
 #include <styleclip/error.h>
 #include <styleclip/runtime.h>
 
@@ -45,6 +46,9 @@ void configure_runtime(int threads) {
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 128 << 20);
 #endif
+  // Above glibc's largest mmap threshold, tensors come from a pool that keeps them (see
+  // cpu_allocator.h: at 1024 px, page faults were more than half of an optimisation step).
+  install_cpu_allocator();
   torch::jit::setGraphExecutorOptimize(false);
 }
 

@@ -49,6 +49,52 @@ def upfirdn2d(x: Tensor, kernel: Tensor, up: int, pad0: int, pad1: int) -> Tenso
     return F.conv2d(x, weight.to(x.dtype), groups=c)
 
 
+def polyphase_weight(weight: Tensor) -> Tensor:
+    """[B, out, in, 3, 3] weights of a stride-2 transposed 3×3 convolution (correlation
+    form, weight[o, i, ky, kx] = conv_transpose2d's w[i, o, ky, kx]) -> [B·4·out, in, 2, 2]
+    weights of the ordinary 2×2 convolution that computes its four output phases at once.
+
+    With y = conv_transpose2d(x, ·, stride 2, padding 0) and xp = x padded by 1 on every side,
+    y[2m] = w[0]·x[m] + w[2]·x[m-1] = w[2]·xp[m] + w[0]·xp[m+1] and y[2m+1] = w[1]·xp[m+1] on
+    each axis; so phase (a, b) of the output is a 2×2 correlation of xp, and pixel_shuffle(·, 2)
+    puts the phases back in place (output channel o·4 + a·2 + b). The result is y with one more
+    row and column of zeros at the end (the phase-1 taps of the last row read only padding).
+    LibTorch's CPU transposed convolution is an im2col loop (`slow_conv_transpose2d`: 37 % of a
+    1024 px render on this machine's CPU); the 2×2 convolution goes to oneDNN (bench/RESULTS.md).
+    """
+    rows = [weight[:, :, :, 2:3], weight[:, :, :, 0:1], torch.zeros_like(weight[:, :, :, 0:1]),
+            weight[:, :, :, 1:2]]
+    w = torch.cat(rows, 3)  # rows in phase-major order: (a=0: ky 2, 0), (a=1: none, ky 1)
+    cols = [w[:, :, :, :, 2:3], w[:, :, :, :, 0:1], torch.zeros_like(w[:, :, :, :, 0:1]),
+            w[:, :, :, :, 1:2]]
+    w = torch.cat(cols, 4)  # [B, out, in, 4, 4]
+    b, o, i = w.shape[0], w.shape[1], w.shape[2]
+    w = w.reshape(b, o, i, 2, 2, 2, 2).permute(0, 1, 3, 5, 2, 4, 6)  # [B, out, a, b, in, dy, dx]
+    return w.reshape(b * o * 4, i, 2, 2)
+
+
+def conv_transpose_3x3_stride2(x: Tensor, weight: Tensor, groups: int) -> Tensor:
+    """conv_transpose2d(x, weight.transpose(·), stride 2, padding 0, groups) for 3×3 weights
+    [groups, out, in, 3, 3] in correlation form, as one ordinary convolution on the CPU (see
+    polyphase_weight) and as cuDNN's transposed convolution on a GPU. Output [B, groups·out,
+    2H + 1, 2W + 1]; a crop of the polyphase result, so no copy."""
+    if x.is_cuda:
+        return conv_transpose_direct(x, weight, groups)
+    return conv_transpose_polyphase(x, weight, groups)
+
+
+def conv_transpose_direct(x: Tensor, weight: Tensor, groups: int) -> Tensor:
+    g, o, i = weight.shape[0], weight.shape[1], weight.shape[2]
+    wt = weight.transpose(1, 2).reshape(g * i, o, weight.shape[3], weight.shape[4])
+    return F.conv_transpose2d(x, wt, padding=0, stride=2, groups=groups)
+
+
+def conv_transpose_polyphase(x: Tensor, weight: Tensor, groups: int) -> Tensor:
+    h, w = x.shape[2], x.shape[3]
+    out = F.conv2d(F.pad(x, [1, 1, 1, 1]), polyphase_weight(weight).to(x.dtype), groups=groups)
+    return F.pixel_shuffle(out, 2)[:, :, : 2 * h + 1, : 2 * w + 1]
+
+
 def make_kernel(k: List[float]) -> Tensor:
     t = torch.tensor(k, dtype=torch.float32)
     t = t[None, :] * t[:, None]
@@ -157,7 +203,9 @@ class ModulatedConv2d(nn.Module):
         m = s.abs().amax(dim=1, keepdim=True).clamp_min(1e-8)  # [B, 1]
         sn = s / m
         x = x * sn.reshape(b, self.in_ch, 1, 1)
-        if self.upsample:
+        if self.upsample and self.kernel_size == 3:
+            out = conv_transpose_3x3_stride2(x, weight.unsqueeze(0), 1)
+        elif self.upsample:
             # Transposed convolution wants [in, out, k, k].
             out = F.conv_transpose2d(x, weight.transpose(0, 1), padding=0, stride=2)
         else:
@@ -184,6 +232,10 @@ class ModulatedConv2d(nn.Module):
             weight = weight * demod.reshape(b, self.out_ch, 1, 1, 1)
         k = self.kernel_size
         x = x.reshape(1, b * c, h, w)
+        if self.upsample and k == 3:
+            out = conv_transpose_3x3_stride2(x, weight, b)
+            out = out.reshape(b, self.out_ch, out.shape[2], out.shape[3])
+            return self.blur(out)
         if self.upsample:
             weight = weight.transpose(1, 2).reshape(b * c, self.out_ch, k, k)
             out = F.conv_transpose2d(x, weight, padding=0, stride=2, groups=b)

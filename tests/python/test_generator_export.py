@@ -112,6 +112,32 @@ def _():
     return f"worst relative difference {worst:.1e} (bound 1e-5)"
 
 
+@check("the CPU's polyphase transposed convolution and the GPU's direct one equal conv_transpose2d")
+def _():
+    # The scripted layers above take the polyphase form here (CPU); a GPU takes the direct one,
+    # so both are checked on their own against PyTorch's transposed convolution: odd and
+    # non-square sizes, one group and several (the grouped render), with input gradients.
+    worst = 0.0
+    gen = torch.Generator().manual_seed(13)
+    for groups, c_in, c_out, h, w in ((1, 5, 4, 1, 1), (1, 6, 3, 7, 4), (3, 4, 5, 4, 6), (2, 8, 8, 9, 9)):
+        weight = torch.randn(groups, c_out, c_in, 3, 3, generator=gen)
+        x = torch.randn(1, groups * c_in, h, w, generator=gen)
+        xr = x.clone().requires_grad_(True)
+        wt = weight.transpose(1, 2).reshape(groups * c_in, c_out, 3, 3)
+        ref = F.conv_transpose2d(xr, wt, stride=2, groups=groups)
+        probe = torch.randn(ref.shape, generator=gen)
+        (ref * probe).sum().backward()
+        for fn in (sg.conv_transpose_polyphase, sg.conv_transpose_direct):
+            xs = x.clone().requires_grad_(True)
+            out = torch.jit.script(fn)(xs, weight, groups)
+            assert out.shape == ref.shape, (fn.__name__, out.shape, ref.shape)
+            (out * probe).sum().backward()
+            errs = [rel_err(out, ref), rel_err(xs.grad, xr.grad)]
+            assert max(errs) < 1e-5, (fn.__name__, groups, h, w, errs)
+            worst = max(worst, *errs)
+    return f"worst relative difference {worst:.1e} (bound 1e-5)"
+
+
 @check("a whole generator renders what rosinality's form renders, batch 1 and 3, with and without grad")
 def _():
     ckpt = sg.random_checkpoint(32, 16, 2, channel_divisor=32, seed=5)
