@@ -9,7 +9,9 @@
 # REPS (2: C++, Python, C++, Python; the best time of each is reported), CONFIGS (default
 # "64 256 256-vit"), QUIET_WAIT (20: at most this many seconds to wait before each run for the
 # machine to go idle), RETRIES (2: repeats of a run that shared the CPU with other processes),
-# RAW (a file to keep the JSON lines in).
+# RAW (a file to keep the JSON lines in), BATCHES (default "1 4"), UPSAMPLE (1: also time Python
+# with the reference's --resize upsample; 0 skips that run). STYLECLIP_CPU_ALLOCATOR=system in
+# the environment gives the C++ side LibTorch's own CPU allocator (for comparisons).
 # It builds nothing: build bench_optimize first (see bench/README.md).
 set -euo pipefail
 
@@ -19,6 +21,8 @@ PY="${PYTHON:-/usr/bin/python3}"
 THREADS="${THREADS:-2}"
 REPS="${REPS:-2}"
 CONFIGS="${CONFIGS:-64 256 256-vit}"
+BATCHES="${BATCHES:-1 4}"
+UPSAMPLE="${UPSAMPLE:-1}"
 QUIET_WAIT="${QUIET_WAIT:-20}"
 RETRIES="${RETRIES:-2}"
 VOCAB="${VOCAB:-$ROOT/../shared/fixtures/clip-tokenizer/bpe_simple_vocab_16e6.txt.gz}"
@@ -40,15 +44,17 @@ config_flags() {
     64) echo "--random --resolution 64 --w-dim 64 --n-mlp 4 --channel-divisor 8 --random-clip tiny" ;;
     256) echo "--random --resolution 256 --w-dim 128 --n-mlp 4 --channel-divisor 4 --random-clip tiny" ;;
     256-vit) echo "--random --resolution 256 --w-dim 128 --n-mlp 4 --channel-divisor 4 --random-clip vit-b32" ;;
-    *) die "unknown configuration '$1' (known: 64 256 256-vit)" ;;
+    1024-vit) echo "--random --resolution 1024 --w-dim 512 --n-mlp 8 --channel-multiplier 2 --channel-divisor 1 --random-clip vit-b32" ;;
+    *) die "unknown configuration '$1' (known: 64 256 256-vit 1024-vit)" ;;
   esac
 }
-config_steps() { case "$1" in 64) echo "30 5" ;; 256) echo "10 3" ;; 256-vit) echo "5 2" ;; esac; }
+config_steps() { case "$1" in 64) echo "30 5" ;; 256) echo "10 3" ;; 256-vit) echo "5 2" ;; 1024-vit) echo "3 1" ;; esac; }
 config_label() {
   case "$1" in
     64) echo "64 px G (w 64, ch/8) + tiny CLIP 32 px" ;;
     256) echo "256 px G (w 128, ch/4) + tiny CLIP 32 px" ;;
     256-vit) echo "256 px G (w 128, ch/4) + ViT-B/32-size CLIP 224 px" ;;
+    1024-vit) echo "FFHQ config-f 1024 px G + ViT-B/32-size CLIP 224 px" ;;
   esac
 }
 
@@ -100,7 +106,7 @@ for cfg in $CONFIGS; do
   # shellcheck disable=SC2086
   "$PY" "$ROOT/scripts/export_bundle.py" $flags --vocab "$VOCAB" --out "$dir" >&2
   "$BENCH" --models "$dir" --dump-text "$TMP/text-$cfg.pt"
-  for batch in 1 4; do
+  for batch in $BATCHES; do
     start="$TMP/start-$cfg-$batch.pt"
     "$BENCH" --models "$dir" --batch "$batch" --dump-start "$start"
     common=(--models "$dir" --steps "$steps" --warmup "$warmup" --threads "$THREADS" --json)
@@ -115,13 +121,16 @@ for cfg in $CONFIGS; do
       echo "$j" >&2
       py_ms+=("$(field "$j" ms_per_step)") py_rss+=("$(field "$j" peak_rss_mb)")
     done
-    echo "== $cfg batch $batch: Python, --resize upsample" >&2
-    j="$(run_one "$PY" "$REF" "${common[@]}" --text-embedding "$TMP/text-$cfg.pt" --start "$start" --resize upsample)"
-    echo "$j" >&2
-    up_ms="$(field "$j" ms_per_step)" up_rss="$(field "$j" peak_rss_mb)"
+    up_ms="" up_rss=""
+    if [[ "$UPSAMPLE" == 1 ]]; then
+      echo "== $cfg batch $batch: Python, --resize upsample" >&2
+      j="$(run_one "$PY" "$REF" "${common[@]}" --text-embedding "$TMP/text-$cfg.pt" --start "$start" --resize upsample)"
+      echo "$j" >&2
+      up_ms="$(fmt "$(field "$j" ms_per_step)")" up_rss="$(fmt "$(field "$j" peak_rss_mb)" 0)"
+    fi
     c="$(best "${cpp_ms[@]}")" p="$(best "${py_ms[@]}")"
     ratio="$("$PY" -c "print(f'{$c / $p:.2f}')")"
-    ROWS+=("| $(config_label "$cfg") | $batch | $steps (+$warmup) | $(fmt "$c") | $(fmt "$p") | $ratio | $(fmt "$(maxof "${cpp_rss[@]}")" 0) | $(fmt "$(maxof "${py_rss[@]}")" 0) | $(fmt "$up_rss" 0) | $(fmt "$up_ms") |")
+    ROWS+=("| $(config_label "$cfg") | $batch | $steps (+$warmup) | $(fmt "$c") | $(fmt "$p") | $ratio | $(fmt "$(maxof "${cpp_rss[@]}")" 0) | $(fmt "$(maxof "${py_rss[@]}")" 0) | ${up_rss:-–} | ${up_ms:-–} |")
   done
   rm -rf "$dir"
 done
@@ -130,7 +139,7 @@ echo "| configuration | batch | timed steps (+warm-up) | C++ ms/step | Python ms
 echo "|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${ROWS[@]}"
 echo
-echo "threads $THREADS; best of $REPS alternating runs per side (C++, Python, C++, Python); peak RSS: the largest of those runs; the upsample column is one run."
+echo "threads $THREADS; best of $REPS alternating runs per side (C++, Python, C++, Python); peak RSS: the largest of those runs; the upsample column is one run; C++ CPU allocator: ${STYLECLIP_CPU_ALLOCATOR:-styleclip (src/cpu_allocator.cpp)}."
 CONTENDED="$(grep -c '"contended": true' "$RAWFILE" || true)"
 if ((CONTENDED > 0)); then
   echo "note: $CONTENDED of the runs shared the CPU with other processes even after retries (see \"contended\" in the raw JSON)."

@@ -81,10 +81,16 @@ torch::Tensor Clip::tokenize(const std::vector<std::string>& texts) const {
 }
 
 torch::Tensor Clip::encode_tokens(const torch::Tensor& tokens) const {
+  torch::Tensor t = tokens;
+  if (t.dim() == 2 && t.size(0) > 0 && t.size(1) > 0) {
+    // Positions up to the last non-zero id of any row: each row's end token and all before it.
+    // (One small device-to-host read; token ids are created on the host anyway.)
+    const auto nonzero = (t != 0).any(0).nonzero();
+    const int64_t used = nonzero.numel() > 0 ? nonzero.max().item<int64_t>() + 1 : 1;
+    if (used < t.size(1)) t = t.narrow(1, 0, used);
+  }
   // fp32 out whatever the autocast scope: the losses and stored embeddings stay fp32.
-  return impl_->module.get_method("encode_text")({tokens.to(device_)})
-      .toTensor()
-      .to(torch::kFloat32);
+  return impl_->module.get_method("encode_text")({t.to(device_)}).toTensor().to(torch::kFloat32);
 }
 
 torch::Tensor Clip::encode_text(const std::vector<std::string>& texts) const {
