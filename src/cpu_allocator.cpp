@@ -7,6 +7,7 @@
 #include <cstring>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <c10/core/Allocator.h>
@@ -27,6 +28,10 @@ constexpr std::size_t kMinCacheLimit = std::size_t{256} << 20;
 
 std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
 
+bool huge_page_aligned(const void* p) {
+  return reinterpret_cast<std::uintptr_t>(p) % kHugePage == 0;
+}
+
 [[noreturn]] void out_of_memory(std::size_t n, int err) {
   // "can't allocate memory" is what LibTorch's own allocator says, and what the CLI reads as
   // an out-of-memory error (is_out_of_memory in runtime.cpp).
@@ -34,42 +39,12 @@ std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to *
               std::strerror(err), ")");
 }
 
-// Every buffer starts with a header of one alignment unit, so that one deleter serves both
-// kinds without a lock or a lookup: LibTorch's raw_allocate / raw_deallocate (used inside
-// ATen) need a single deleter whose context is the data pointer.
-struct Header {
-  std::uint64_t magic;
-  std::uint64_t size;  // of the whole mapping, header included; 0 for a small buffer
-};
-static_assert(sizeof(Header) <= kAlignment, "the header must fit in one alignment unit");
-constexpr std::uint64_t kMagic = 0x5374796c65434c50ull;  // "StyleCLP"
-
-void* with_header(void* base, std::uint64_t size) {
-  auto* h = static_cast<Header*>(base);
-  h->magic = kMagic;
-  h->size = size;
-  return static_cast<char*>(base) + kAlignment;
-}
-
-Header* header_of(void* p) {
-  auto* h = reinterpret_cast<Header*>(static_cast<char*>(p) - kAlignment);
-  TORCH_INTERNAL_ASSERT(h->magic == kMagic, "CPU allocator: freeing a buffer it did not allocate");
-  return h;
-}
-
-void* small_allocate(std::size_t n) {
-  void* base = nullptr;
-  const int err = posix_memalign(&base, kAlignment, n + kAlignment);
-  if (err != 0) out_of_memory(n, err);
-  return with_header(base, 0);
-}
-
 /// The large-buffer pool. One instance for the process, never destroyed: tensors may be freed
-/// during static destruction.
+/// during static destruction. Its buffers start on a 2 MiB boundary, which no buffer from the
+/// C library is likely to, so the deleter asks the pool only about such pointers.
 class Pool {
  public:
-  /// A mapping of at least n bytes: its start, and its size in *size.
-  void* allocate(std::size_t n, std::size_t* size_out) {
+  void* allocate(std::size_t n) {
     const std::size_t size = round_up(n, kHugePage);
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -82,34 +57,36 @@ class Pool {
         }
       }
       if (best != cache_.end()) {
-        Block b = *best;
+        const Block b = *best;
         cache_.erase(best);
         stats_.cached_bytes -= b.size;
         stats_.reused++;
         hand_out(b);
-        *size_out = b.size;
         return b.ptr;
       }
     }
-    Block b{map(size), size, 0};
+    const Block b{map(size), size, 0};
     std::lock_guard<std::mutex> lock(mu_);
     stats_.mapped++;
     hand_out(b);
-    *size_out = b.size;
     return b.ptr;
   }
 
-  void free(void* p, std::size_t size) {
+  /// Takes p back if it is one of the pool's buffers; false (and nothing done) otherwise.
+  bool give_back(void* p) {
     std::vector<Block> evicted;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      Block b{p, size, ++tick_};
+      const auto it = live_.find(p);
+      if (it == live_.end()) return false;
+      const Block b{p, it->second, ++tick_};
+      live_.erase(it);
       stats_.live_bytes -= b.size;
       cache_.push_back(b);
       stats_.cached_bytes += b.size;
       // Oldest first out, until the cache is within its limit.
       while (stats_.cached_bytes > stats_.cache_limit && !cache_.empty()) {
-        auto oldest =
+        const auto oldest =
             std::min_element(cache_.begin(), cache_.end(),
                              [](const Block& x, const Block& y) { return x.tick < y.tick; });
         evicted.push_back(*oldest);
@@ -119,6 +96,7 @@ class Pool {
       stats_.unmapped += evicted.size();
     }
     for (const Block& b : evicted) unmap(b);
+    return true;
   }
 
   void release() {
@@ -146,6 +124,7 @@ class Pool {
 
   // Under mu_.
   void hand_out(const Block& b) {
+    live_.emplace(b.ptr, b.size);
     stats_.live_bytes += b.size;
     stats_.peak_live_bytes = std::max(stats_.peak_live_bytes, stats_.live_bytes);
     stats_.cache_limit = std::max(kMinCacheLimit, stats_.peak_live_bytes);
@@ -161,10 +140,19 @@ class Pool {
     return p;
   }
 
+  /// size bytes starting on a 2 MiB boundary, or nullptr (errno set).
   static void* map_once(std::size_t size) {
 #if defined(STYLECLIP_HAVE_MMAP)
-    void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return nullptr;
+    // Map one huge page more than needed and cut off the unaligned ends.
+    const std::size_t span = size + kHugePage;
+    void* raw = mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) return nullptr;
+    const auto start = reinterpret_cast<std::uintptr_t>(raw);
+    const std::uintptr_t aligned = round_up(start, kHugePage);
+    if (aligned > start) munmap(raw, aligned - start);
+    const std::uintptr_t end = start + span;
+    if (end > aligned + size) munmap(reinterpret_cast<void*>(aligned + size), end - aligned - size);
+    void* p = reinterpret_cast<void*>(aligned);
 #if defined(MADV_HUGEPAGE)
     // Where transparent huge pages are on "madvise" (Debian's and Ubuntu's default), a first
     // touch then faults in 2 MiB at a time. Failure only means small pages.
@@ -173,7 +161,9 @@ class Pool {
     return p;
 #else
     void* p = nullptr;
-    return posix_memalign(&p, kHugePage, size) == 0 ? p : nullptr;
+    const int err = posix_memalign(&p, kHugePage, size);
+    if (err != 0) errno = err;
+    return err == 0 ? p : nullptr;
 #endif
   }
 
@@ -186,6 +176,7 @@ class Pool {
   }
 
   std::mutex mu_;
+  std::unordered_map<void*, std::size_t> live_;
   std::vector<Block> cache_;
   std::uint64_t tick_ = 0;
   CpuAllocatorStats stats_{0, 0, 0, kMinCacheLimit, 0, 0, 0};
@@ -196,14 +187,14 @@ Pool& pool() {
   return *p;
 }
 
+/// The one deleter of every buffer (LibTorch's raw_allocate / raw_deallocate, used inside ATen,
+/// need a single deleter whose context is the data pointer). A pointer the pool does not know
+/// came from the C library: ours, or LibTorch's own allocator's (also posix_memalign) when a
+/// raw allocation made before install_cpu_allocator() is given back after it.
 void delete_buffer(void* p) {
   if (p == nullptr) return;
-  Header* h = header_of(p);
-  if (h->size == 0) {
-    std::free(h);
-  } else {
-    pool().free(h, h->size);
-  }
+  if (huge_page_aligned(p) && pool().give_back(p)) return;
+  std::free(p);
 }
 
 /// LibTorch's allocator interface. 1.x declares `allocate` const; 2.x declares it non-const and
@@ -223,12 +214,11 @@ class CachingCpuAllocator final : public c10::Allocator {
     const c10::Device cpu(c10::DeviceType::CPU);
     if (n == 0) return {nullptr, nullptr, &delete_buffer, cpu};
     void* p = nullptr;
-    if (n + kAlignment < kLargeBytes) {
-      p = small_allocate(n);
+    if (n < kLargeBytes) {
+      const int err = posix_memalign(&p, kAlignment, n);
+      if (err != 0) out_of_memory(n, err);
     } else {
-      std::size_t size = 0;
-      void* base = pool().allocate(n + kAlignment, &size);
-      p = with_header(base, size);
+      p = pool().allocate(n);
     }
     return {p, p, &delete_buffer, cpu};
   }

@@ -22,10 +22,10 @@ struct CpuAllocatorStats {
 /// Why: glibc serves every request above 32 MiB (its largest mmap threshold) with a fresh mmap
 /// and gives it back on free, so the kernel must fault in and zero each 4 KiB page again on
 /// every use. The generator's activations at 1024 px are 32–128 MiB each; an optimisation step
-/// there spent more than half its time in page faults (bench/RESULTS.md: 8.5 s/step with glibc's
-/// heap, 3.3–4.0 s without faults). Requests of at least `kLargeBytes` are mapped here (rounded
-/// up to 2 MiB, with transparent huge pages asked for), and freed ones kept for a later request
-/// of the same size (up to 1/8 larger). The cache is bounded: it never holds more than the
+/// there spent more than half its time in page faults (bench/RESULTS.md, "CPU at FFHQ-1024
+/// size"). Requests of at least `kLargeBytes` are mapped here (rounded up to 2 MiB, starting on
+/// a 2 MiB boundary, with transparent huge pages asked for), and freed ones kept for a later
+/// request of the same size (up to 1/8 larger). The cache is bounded: it never holds more than the
 /// largest amount of large memory that was live at once (at least 256 MiB), so the process
 /// needs at most about twice its working set, and usually far less because a step's sizes
 /// repeat. Smaller requests go to the C library with the 64-byte alignment LibTorch's own CPU

@@ -125,7 +125,34 @@ class Upsample(nn.Module):
         self.pad1 = p // 2
 
     def forward(self, x: Tensor) -> Tensor:
+        if not x.is_cuda and self.factor == 2 and self.kernel.shape[0] == 4 and self.pad0 == 2 \
+                and self.pad1 == 1:
+            return upsample2x_polyphase(x, self.kernel)
         return upfirdn2d(x, self.kernel, self.factor, self.pad0, self.pad1)
+
+
+def upsample2x_polyphase(x: Tensor, kernel: Tensor) -> Tensor:
+    """upfirdn2d(x, kernel, up=2, pad0=2, pad1=1) for a 4×4 kernel (StyleGAN2's toRGB skip
+    upsampling) without the zero-inserted image: each of the four output phases is a 3×3
+    correlation of x padded by 1, and pixel_shuffle interleaves them.
+
+    On each axis, with w = the flipped kernel (what upfirdn2d correlates with) and xp[i] = x[i-1]:
+    out[2m] = w[0]·x[m-1] + w[2]·x[m] = (w0, w2, 0)·xp[m:m+3] and
+    out[2m+1] = w[1]·x[m] + w[3]·x[m+1] = (0, w1, w3)·xp[m:m+3]. A quarter of the
+    multiplications of the zero-inserted form (whose taps are three quarters zeros), and no
+    image at twice the size to pad; tests/python/test_generator_export.py checks it against
+    upfirdn2d's definition.
+    """
+    c = x.shape[1]
+    w = torch.flip(kernel, [0, 1])
+    z = torch.zeros_like(w[0:1])
+    rows = torch.cat([w[0:1], w[2:3], z, z, w[1:2], w[3:4]], 0)  # (a, dy): a-major, [6, 4]
+    zc = torch.zeros_like(rows[:, 0:1])
+    taps = torch.cat([rows[:, 0:1], rows[:, 2:3], zc, zc, rows[:, 1:2], rows[:, 3:4]], 1)  # [6, 6]
+    phases = taps.reshape(2, 3, 2, 3).permute(0, 2, 1, 3).reshape(4, 1, 3, 3)  # [(a, b), 1, dy, dx]
+    weight = phases.repeat(c, 1, 1, 1).to(x.dtype)  # channel k's phases at 4k .. 4k + 3
+    out = F.conv2d(F.pad(x, [1, 1, 1, 1]), weight, groups=c)
+    return F.pixel_shuffle(out, 2)
 
 
 class EqualLinear(nn.Module):

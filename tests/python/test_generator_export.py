@@ -138,6 +138,34 @@ def _():
     return f"worst relative difference {worst:.1e} (bound 1e-5)"
 
 
+@check("the CPU's polyphase toRGB upsampling equals upfirdn2d's definition (zero insertion, pad, FIR)")
+def _():
+    # rosinality's Upsample: upfirdn2d(x, k·4, up=2, pad=(2, 1)); written out here from its
+    # definition, independent of the exporter's upfirdn2d.
+    up = sg.Upsample([1.0, 3.0, 3.0, 1.0])
+    scripted = torch.jit.script(up)
+    gen = torch.Generator().manual_seed(17)
+    worst = 0.0
+    for b, c, h, w in ((1, 3, 4, 4), (2, 3, 5, 7), (1, 6, 1, 1)):
+        x = torch.randn(b, c, h, w, generator=gen)
+        zero_inserted = torch.zeros(b, c, 2 * h, 2 * w)
+        zero_inserted[:, :, ::2, ::2] = x
+        ref = blur_reference(zero_inserted, up.kernel, 2, 1)
+        xs = x.clone().requires_grad_(True)
+        out = scripted(xs)
+        assert out.shape == ref.shape, (out.shape, ref.shape)
+        worst = max(worst, rel_err(out.detach(), ref))
+        # The gradient: the adjoint, checked against autograd through the reference.
+        xr = x.clone().requires_grad_(True)
+        zr = F.pad(xr.reshape(b, c, h, 1, w, 1), [0, 1, 0, 0, 0, 1]).reshape(b, c, 2 * h, 2 * w)
+        probe = torch.randn(ref.shape, generator=gen)
+        (blur_reference(zr, up.kernel, 2, 1) * probe).sum().backward()
+        (out * probe).sum().backward()
+        worst = max(worst, rel_err(xs.grad, xr.grad))
+    assert worst < 1e-5, worst
+    return f"worst relative difference {worst:.1e} (bound 1e-5)"
+
+
 @check("a whole generator renders what rosinality's form renders, batch 1 and 3, with and without grad")
 def _():
     ckpt = sg.random_checkpoint(32, 16, 2, channel_divisor=32, seed=5)

@@ -33,8 +33,12 @@ TEST_F(CpuAllocator, IsWhatLibTorchAllocatesWith) {
   // configure_runtime() (the test environment's set-up) installed it.
   const auto before = cpu_allocator_stats();
   auto t = buffer(40);
-  EXPECT_EQ(cpu_allocator_stats().live_bytes, before.live_bytes + 42 * kMiB)
-      << "40 MiB and its header, rounded up to 2 MiB";
+  EXPECT_EQ(cpu_allocator_stats().live_bytes, before.live_bytes + 40 * kMiB);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(t.data_ptr()) % (2 * kMiB), 0u)
+      << "large buffers start on a huge page";
+  auto odd = torch::empty({(33 * kMiB + 5) / 4});
+  EXPECT_EQ(cpu_allocator_stats().live_bytes, before.live_bytes + 40 * kMiB + 34 * kMiB)
+      << "sizes are rounded up to 2 MiB";
 }
 
 TEST_F(CpuAllocator, AFreedLargeBufferServesTheNextRequestOfItsSize) {
@@ -94,6 +98,21 @@ TEST_F(CpuAllocator, RawAllocateAndDeallocateWork) {
     static_cast<char*>(p)[n - 1] = 7;
     a->raw_deallocate(p);
   }
+}
+
+TEST_F(CpuAllocator, ABufferFromLibTorchsOwnAllocatorCanBeGivenBackThroughIt) {
+  // A raw allocation made before the allocator was installed and freed after it reaches our
+  // deleter; it must go back to the C library, not crash or enter the pool.
+  c10::Allocator* theirs = c10::GetDefaultCPUAllocator();
+  c10::Allocator* ours = c10::GetCPUAllocator();
+  ASSERT_NE(theirs, ours);
+  const auto before = cpu_allocator_stats();
+  for (std::size_t n : {std::size_t{64}, std::size_t{40} << 20}) {
+    void* p = theirs->raw_allocate(n);
+    static_cast<char*>(p)[n - 1] = 1;
+    ours->raw_deallocate(p);
+  }
+  EXPECT_EQ(cpu_allocator_stats().cached_bytes, before.cached_bytes);
 }
 
 TEST_F(CpuAllocator, ThreadsShareItSafely) {
