@@ -2,9 +2,11 @@
 #include <styleclip/cpu_allocator.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -27,6 +29,11 @@ constexpr std::size_t kHugePage = std::size_t{2} << 20;
 constexpr std::size_t kMinCacheLimit = std::size_t{256} << 20;
 
 std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
+
+/// Whether a pool buffer of n bytes can be described at all (c10's allocator has the same cap).
+bool representable(std::size_t n) {
+  return n <= static_cast<std::size_t>(std::numeric_limits<std::ptrdiff_t>::max()) - kHugePage;
+}
 
 bool huge_page_aligned(const void* p) {
   return reinterpret_cast<std::uintptr_t>(p) % kHugePage == 0;
@@ -136,7 +143,7 @@ class Pool {
       release();  // the cache may hold what this request needs
       p = map_once(size);
     }
-    if (p == nullptr) out_of_memory(size, errno);
+    if (p == nullptr) out_of_memory(size, errno);  // the rounded size: what the kernel refused
     return p;
   }
 
@@ -149,9 +156,16 @@ class Pool {
     if (raw == MAP_FAILED) return nullptr;
     const auto start = reinterpret_cast<std::uintptr_t>(raw);
     const std::uintptr_t aligned = round_up(start, kHugePage);
-    if (aligned > start) munmap(raw, aligned - start);
     const std::uintptr_t end = start + span;
-    if (end > aligned + size) munmap(reinterpret_cast<void*>(aligned + size), end - aligned - size);
+    // Cutting a mapping in two can fail (vm.max_map_count): then give all of it back.
+    if ((aligned > start && munmap(raw, aligned - start) != 0) ||
+        (end > aligned + size &&
+         munmap(reinterpret_cast<void*>(aligned + size), end - aligned - size) != 0)) {
+      const int err = errno;
+      munmap(raw, span);
+      errno = err;
+      return nullptr;
+    }
     void* p = reinterpret_cast<void*>(aligned);
 #if defined(MADV_HUGEPAGE)
     // Where transparent huge pages are on "madvise" (Debian's and Ubuntu's default), a first
@@ -206,7 +220,7 @@ class CachingCpuAllocator final : public c10::Allocator {
   c10::DataPtr allocate(std::size_t n) { return make(n); }
   c10::DeleterFnPtr raw_deleter() const { return &delete_buffer; }
   void copy_data(void* dest, const void* src, std::size_t count) const {
-    std::memcpy(dest, src, count);
+    if (count > 0) std::memcpy(dest, src, count);  // empty storages have null pointers
   }
 
  private:
@@ -218,6 +232,7 @@ class CachingCpuAllocator final : public c10::Allocator {
       const int err = posix_memalign(&p, kAlignment, n);
       if (err != 0) out_of_memory(n, err);
     } else {
+      if (!representable(n)) out_of_memory(n, ENOMEM);
       p = pool().allocate(n);
     }
     return {p, p, &delete_buffer, cpu};
@@ -225,7 +240,7 @@ class CachingCpuAllocator final : public c10::Allocator {
 };
 
 std::once_flag g_install_once;
-bool g_installed = false;
+std::atomic<bool> g_installed{false};
 
 }  // namespace
 
@@ -237,11 +252,11 @@ void install_cpu_allocator() {
     static auto* allocator = new CachingCpuAllocator();
     // Priority above LibTorch's default (0), so the choice sticks.
     c10::SetCPUAllocator(allocator, /*priority=*/1);
-    g_installed = true;
+    g_installed.store(true);
   });
 }
 
-bool cpu_allocator_installed() { return g_installed; }
+bool cpu_allocator_installed() { return g_installed.load(); }
 
 CpuAllocatorStats cpu_allocator_stats() { return pool().stats(); }
 

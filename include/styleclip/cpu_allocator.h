@@ -31,6 +31,10 @@ struct CpuAllocatorStats {
 /// repeat. Smaller requests go to the C library with the 64-byte alignment LibTorch's own CPU
 /// allocator uses.
 ///
+/// The cache holds its buffers until the process ends (or release_cpu_allocator_cache()), and
+/// they are not reported to LibTorch's profiler, whose memory view therefore misses them; peak
+/// RSS (what the benchmarks report) includes them.
+///
 /// Idempotent and thread-safe; tensors allocated before it was installed are freed by their
 /// own allocator. Called by configure_runtime(); STYLECLIP_CPU_ALLOCATOR=system in the
 /// environment leaves LibTorch's allocator in place (for comparisons).

@@ -77,7 +77,7 @@ def conv_transpose_3x3_stride2(x: Tensor, weight: Tensor, groups: int) -> Tensor
     """conv_transpose2d(x, weight.transpose(·), stride 2, padding 0, groups) for 3×3 weights
     [groups, out, in, 3, 3] in correlation form, as one ordinary convolution on the CPU (see
     polyphase_weight) and as cuDNN's transposed convolution on a GPU. Output [B, groups·out,
-    2H + 1, 2W + 1]; a crop of the polyphase result, so no copy."""
+    2H + 1, 2W + 1]; on the CPU a crop (a view) of the pixel-shuffled phases."""
     if x.is_cuda:
         return conv_transpose_direct(x, weight, groups)
     return conv_transpose_polyphase(x, weight, groups)
@@ -138,8 +138,8 @@ def upsample2x_polyphase(x: Tensor, kernel: Tensor) -> Tensor:
 
     On each axis, with w = the flipped kernel (what upfirdn2d correlates with) and xp[i] = x[i-1]:
     out[2m] = w[0]·x[m-1] + w[2]·x[m] = (w0, w2, 0)·xp[m:m+3] and
-    out[2m+1] = w[1]·x[m] + w[3]·x[m+1] = (0, w1, w3)·xp[m:m+3]. A quarter of the
-    multiplications of the zero-inserted form (whose taps are three quarters zeros), and no
+    out[2m+1] = w[1]·x[m] + w[3]·x[m+1] = (0, w1, w3)·xp[m:m+3]. 9 multiply-adds per output
+    instead of the zero-inserted form's 16 (three quarters of whose taps meet zeros), and no
     image at twice the size to pad; tests/python/test_generator_export.py checks it against
     upfirdn2d's definition.
     """

@@ -44,7 +44,9 @@ Clip::Clip(const Bundle& bundle, torch::Device device)
   torch::Tensor t;
   torch::Tensor i;
   try {
-    t = encode_tokens(tokenize({""}));
+    // All context_length positions here (not encode_tokens, which drops the padding), so a
+    // model that fails on full-length prompts fails now, not on the first long prompt.
+    t = impl_->module.get_method("encode_text")({tokenize({""})}).toTensor().to(torch::kFloat32);
     i = encode_pixels(torch::zeros({1, 3, info_.image_resolution, info_.image_resolution}, opts));
   } catch (const Error&) {
     throw;
@@ -84,7 +86,7 @@ torch::Tensor Clip::encode_tokens(const torch::Tensor& tokens) const {
   torch::Tensor t = tokens;
   if (t.dim() == 2 && t.size(0) > 0 && t.size(1) > 0) {
     // Positions up to the last non-zero id of any row: each row's end token and all before it.
-    // (One small device-to-host read; token ids are created on the host anyway.)
+    // (On a GPU one small device-to-host read per call, outside any loop.)
     const auto nonzero = (t != 0).any(0).nonzero();
     const int64_t used = nonzero.numel() > 0 ? nonzero.max().item<int64_t>() + 1 : 1;
     if (used < t.size(1)) t = t.narrow(1, 0, used);

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <random>
 #include <thread>
 #include <vector>
@@ -55,13 +56,15 @@ TEST_F(CpuAllocator, AFreedLargeBufferServesTheNextRequestOfItsSize) {
   const auto after = cpu_allocator_stats();
   EXPECT_EQ(after.reused, before.reused + 1);
   EXPECT_EQ(after.mapped, before.mapped);
+  again = torch::Tensor();  // cached again
+  EXPECT_GE(cpu_allocator_stats().cached_bytes, static_cast<std::size_t>(48 * kMiB));
   // A request more than an eighth smaller does not take it (it would waste too much).
   auto smaller = buffer(36);
   EXPECT_NE(smaller.data_ptr(), first);
   EXPECT_EQ(cpu_allocator_stats().mapped, before.mapped + 1);
 }
 
-TEST_F(CpuAllocator, TheCacheStaysWithinItsLimitAndGivesBackTheOldestFirst) {
+TEST_F(CpuAllocator, TheCacheStaysWithinItsLimit) {
   // Hold 300 MiB (the limit follows the peak), then free buffers of many sizes.
   std::vector<torch::Tensor> held;
   for (int i = 0; i < 6; ++i) held.push_back(buffer(50));
@@ -77,6 +80,35 @@ TEST_F(CpuAllocator, TheCacheStaysWithinItsLimitAndGivesBackTheOldestFirst) {
   EXPECT_GT(s.unmapped, unmapped_before) << "distinct sizes past the limit must be unmapped";
   release_cpu_allocator_cache();
   EXPECT_EQ(cpu_allocator_stats().cached_bytes, 0u);
+}
+
+TEST_F(CpuAllocator, TheCacheGivesBackTheOldestFirst) {
+  // Cache A (100 MiB), then B (120 MiB), then 34 MiB fillers one at a time until the cache
+  // passes its limit: the first buffer given back must be A, the oldest, and B must stay.
+  {
+    auto a = buffer(100);
+    auto b = buffer(120);
+    a = torch::Tensor();
+    b = torch::Tensor();
+  }
+  const auto limit = cpu_allocator_stats().cache_limit;
+  const auto cached = cpu_allocator_stats().cached_bytes;
+  ASSERT_EQ(cached, static_cast<std::size_t>(220 * kMiB));
+  // Enough fillers to pass the limit, allocated together (so none reuses another) while
+  // staying below the peak that set the limit.
+  const auto needed = static_cast<int>((limit - cached) / (34 * kMiB)) + 1;
+  std::vector<torch::Tensor> fillers;
+  for (int i = 0; i < needed; ++i) fillers.push_back(buffer(34));
+  ASSERT_EQ(cpu_allocator_stats().cache_limit, limit) << "the fillers raised the limit";
+  const auto unmapped = cpu_allocator_stats().unmapped;
+  while (!fillers.empty() && cpu_allocator_stats().unmapped == unmapped) fillers.pop_back();
+  ASSERT_EQ(cpu_allocator_stats().unmapped, unmapped + 1) << "exactly one buffer given back";
+  fillers.clear();
+  const auto before = cpu_allocator_stats();
+  auto b = buffer(120);
+  EXPECT_EQ(cpu_allocator_stats().reused, before.reused + 1) << "B is still cached";
+  auto a = buffer(100);
+  EXPECT_EQ(cpu_allocator_stats().mapped, before.mapped + 1) << "A was given back";
 }
 
 TEST_F(CpuAllocator, BuffersAreAlignedForVectorUnits) {
@@ -112,6 +144,10 @@ TEST_F(CpuAllocator, ABufferFromLibTorchsOwnAllocatorCanBeGivenBackThroughIt) {
     static_cast<char*>(p)[n - 1] = 1;
     ours->raw_deallocate(p);
   }
+  // One that starts on a 2 MiB boundary, as the pool's own do: the pool must not take it.
+  void* aligned = nullptr;
+  ASSERT_EQ(posix_memalign(&aligned, std::size_t{2} << 20, std::size_t{40} << 20), 0);
+  ours->raw_deallocate(aligned);
   EXPECT_EQ(cpu_allocator_stats().cached_bytes, before.cached_bytes);
 }
 
