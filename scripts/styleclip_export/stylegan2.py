@@ -73,12 +73,12 @@ def polyphase_weight(weight: Tensor) -> Tensor:
     return w.reshape(b * o * 4, i, 2, 2)
 
 
-def conv_transpose_3x3_stride2(x: Tensor, weight: Tensor, groups: int) -> Tensor:
-    """conv_transpose2d(x, weight.transpose(·), stride 2, padding 0, groups) for 3×3 weights
-    [groups, out, in, 3, 3] in correlation form, as one ordinary convolution on the CPU (see
-    polyphase_weight) and as cuDNN's transposed convolution on a GPU. Output [B, groups·out,
-    2H + 1, 2W + 1]; on the CPU a crop (a view) of the pixel-shuffled phases."""
-    if x.is_cuda:
+def conv_transpose_stride2(x: Tensor, weight: Tensor, groups: int) -> Tensor:
+    """conv_transpose2d(x, weight.transpose(·), stride 2, padding 0, groups) for weights
+    [groups, out, in, k, k] in correlation form. 3×3 weights on the CPU become one ordinary
+    convolution (see polyphase_weight; on the CPU a crop, a view, of the pixel-shuffled phases);
+    a GPU, or another kernel size, gets the transposed convolution itself."""
+    if x.is_cuda or weight.shape[3] != 3 or weight.shape[4] != 3:
         return conv_transpose_direct(x, weight, groups)
     return conv_transpose_polyphase(x, weight, groups)
 
@@ -125,8 +125,8 @@ class Upsample(nn.Module):
         self.pad1 = p // 2
 
     def forward(self, x: Tensor) -> Tensor:
-        if not x.is_cuda and self.factor == 2 and self.kernel.shape[0] == 4 and self.pad0 == 2 \
-                and self.pad1 == 1:
+        # factor 2 and 4 taps fix the pads at (2, 1) (__init__), which the polyphase form assumes.
+        if not x.is_cuda and self.factor == 2 and self.kernel.shape[0] == 4:
             return upsample2x_polyphase(x, self.kernel)
         return upfirdn2d(x, self.kernel, self.factor, self.pad0, self.pad1)
 
@@ -230,11 +230,8 @@ class ModulatedConv2d(nn.Module):
         m = s.abs().amax(dim=1, keepdim=True).clamp_min(1e-8)  # [B, 1]
         sn = s / m
         x = x * sn.reshape(b, self.in_ch, 1, 1)
-        if self.upsample and self.kernel_size == 3:
-            out = conv_transpose_3x3_stride2(x, weight.unsqueeze(0), 1)
-        elif self.upsample:
-            # Transposed convolution wants [in, out, k, k].
-            out = F.conv_transpose2d(x, weight.transpose(0, 1), padding=0, stride=2)
+        if self.upsample:
+            out = conv_transpose_stride2(x, weight.unsqueeze(0), 1)
         else:
             out = F.conv2d(x, weight, padding=self.padding)
         if self.demodulate:
@@ -259,13 +256,8 @@ class ModulatedConv2d(nn.Module):
             weight = weight * demod.reshape(b, self.out_ch, 1, 1, 1)
         k = self.kernel_size
         x = x.reshape(1, b * c, h, w)
-        if self.upsample and k == 3:
-            out = conv_transpose_3x3_stride2(x, weight, b)
-            out = out.reshape(b, self.out_ch, out.shape[2], out.shape[3])
-            return self.blur(out)
         if self.upsample:
-            weight = weight.transpose(1, 2).reshape(b * c, self.out_ch, k, k)
-            out = F.conv_transpose2d(x, weight, padding=0, stride=2, groups=b)
+            out = conv_transpose_stride2(x, weight, b)
             out = out.reshape(b, self.out_ch, out.shape[2], out.shape[3])
             return self.blur(out)
         weight = weight.reshape(b * self.out_ch, c, k, k)

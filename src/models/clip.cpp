@@ -16,6 +16,31 @@ struct Clip::Impl {
   std::string path;
 };
 
+namespace {
+
+/// Token ids [N, context_length] on the host; a text that does not fit is cut, with a warning.
+torch::Tensor host_tokens(const Tokenizer& tokenizer, int context_length,
+                          const std::vector<std::string>& texts) {
+  auto out = torch::zeros({static_cast<int64_t>(texts.size()), context_length}, torch::kInt64);
+  for (size_t r = 0; r < texts.size(); ++r) {
+    const auto tok = tokenizer.tokenize(texts[r], context_length);
+    if (tok.truncated) {
+      warn("prompt '" + texts[r] + "' is longer than CLIP's " + std::to_string(context_length) +
+           " tokens: it was cut");
+    }
+    out[static_cast<int64_t>(r)] = torch::tensor(tok.ids, torch::kInt64);
+  }
+  return out;
+}
+
+/// The model's encode_text on tokens already on its device; fp32 out whatever the autocast
+/// scope: the losses and stored embeddings stay fp32.
+torch::Tensor run_encode_text(torch::jit::Module& module, const torch::Tensor& tokens) {
+  return module.get_method("encode_text")({tokens}).toTensor().to(torch::kFloat32);
+}
+
+}  // namespace
+
 Clip::Clip(const Bundle& bundle, torch::Device device)
     : impl_(std::make_shared<Impl>()), info_(bundle.clip()), device_(device) {
   tokenizer_ = std::make_shared<Tokenizer>(bundle.file("vocab"), info_.vocab_merges);
@@ -46,7 +71,7 @@ Clip::Clip(const Bundle& bundle, torch::Device device)
   try {
     // All context_length positions here (not encode_tokens, which drops the padding), so a
     // model that fails on full-length prompts fails now, not on the first long prompt.
-    t = impl_->module.get_method("encode_text")({tokenize({""})}).toTensor().to(torch::kFloat32);
+    t = run_encode_text(impl_->module, tokenize({""}));
     i = encode_pixels(torch::zeros({1, 3, info_.image_resolution, info_.image_resolution}, opts));
   } catch (const Error&) {
     throw;
@@ -69,34 +94,23 @@ double Clip::logit_scale() const {
 }
 
 torch::Tensor Clip::tokenize(const std::vector<std::string>& texts) const {
-  auto out =
-      torch::zeros({static_cast<int64_t>(texts.size()), info_.context_length}, torch::kInt64);
-  for (size_t r = 0; r < texts.size(); ++r) {
-    const auto tok = tokenizer_->tokenize(texts[r], info_.context_length);
-    if (tok.truncated) {
-      warn("prompt '" + texts[r] + "' is longer than CLIP's " +
-           std::to_string(info_.context_length) + " tokens: it was cut");
-    }
-    out[static_cast<int64_t>(r)] = torch::tensor(tok.ids, torch::kInt64);
-  }
-  return out.to(device_);
+  return host_tokens(*tokenizer_, info_.context_length, texts).to(device_);
 }
 
 torch::Tensor Clip::encode_tokens(const torch::Tensor& tokens) const {
   torch::Tensor t = tokens;
   if (t.dim() == 2 && t.size(0) > 0 && t.size(1) > 0) {
     // Positions up to the last non-zero id of any row: each row's end token and all before it.
-    // (On a GPU one small device-to-host read per call, outside any loop.)
+    // (encode_text passes host tokens; device tokens cost one small read back.)
     const auto nonzero = (t != 0).any(0).nonzero();
     const int64_t used = nonzero.numel() > 0 ? nonzero.max().item<int64_t>() + 1 : 1;
     if (used < t.size(1)) t = t.narrow(1, 0, used);
   }
-  // fp32 out whatever the autocast scope: the losses and stored embeddings stay fp32.
-  return impl_->module.get_method("encode_text")({t.to(device_)}).toTensor().to(torch::kFloat32);
+  return run_encode_text(impl_->module, t.to(device_));
 }
 
 torch::Tensor Clip::encode_text(const std::vector<std::string>& texts) const {
-  return encode_tokens(tokenize(texts));
+  return encode_tokens(host_tokens(*tokenizer_, info_.context_length, texts));
 }
 
 torch::Tensor Clip::encode_pixels(const torch::Tensor& pixels) const {

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <limits>
 #include <random>
 #include <thread>
 #include <vector>
@@ -182,6 +183,13 @@ TEST_F(CpuAllocator, RunningOutOfMemoryIsAnErrorTheCliRecognises) {
   try {
     auto t = torch::empty({std::int64_t{1} << 48});
     FAIL() << "allocated a PiB";
+  } catch (const c10::Error& e) {
+    EXPECT_TRUE(is_out_of_memory(e.what_without_backtrace())) << e.what_without_backtrace();
+  }
+  // A size the pool's 2 MiB rounding could not represent is refused before any rounding.
+  try {
+    (void)c10::GetCPUAllocator()->allocate(std::numeric_limits<std::size_t>::max() - 10);
+    FAIL() << "allocated SIZE_MAX bytes";
   } catch (const c10::Error& e) {
     EXPECT_TRUE(is_out_of_memory(e.what_without_backtrace())) << e.what_without_backtrace();
   }
