@@ -11,7 +11,8 @@
 # machine to go idle), RETRIES (2: repeats of a run that shared the CPU with other processes),
 # RAW (a file to keep the JSON lines in), BATCHES (default "1 4"), UPSAMPLE (1: also time Python
 # with the reference's --resize upsample; 0 skips that run). STYLECLIP_CPU_ALLOCATOR=system in
-# the environment gives the C++ side LibTorch's own CPU allocator (for comparisons).
+# the environment gives the C++ side LibTorch's own CPU allocator (for comparisons); PY_ALLOCATOR=
+# path/to/libstyleclip_python_allocator.so gives the Python side styleclip's (with_styleclip_allocator.py).
 # It builds nothing: build bench_optimize first (see bench/README.md).
 set -euo pipefail
 
@@ -27,9 +28,17 @@ QUIET_WAIT="${QUIET_WAIT:-20}"
 RETRIES="${RETRIES:-2}"
 VOCAB="${VOCAB:-$ROOT/../shared/fixtures/clip-tokenizer/bpe_simple_vocab_16e6.txt.gz}"
 REF="$ROOT/bench/optimize_reference.py"
+PY_ALLOCATOR="${PY_ALLOCATOR:-}"
+# The Python side: the reference script, run through with_styleclip_allocator.py when PY_ALLOCATOR is set.
+PYREF=("$PY" "$REF") PY_ALLOCATOR_LABEL="LibTorch's"
+if [[ -n "$PY_ALLOCATOR" ]]; then
+  PYREF=("$PY" "$ROOT/bench/with_styleclip_allocator.py" "$PY_ALLOCATOR" "$REF")
+  PY_ALLOCATOR_LABEL="styleclip's (bench/with_styleclip_allocator.py)"
+fi
 
 die() { echo "run_optimize_bench: error: $*" >&2; exit 2; }
 [[ -x "$BENCH" ]] || die "'$BENCH' is not an executable: build it first (see bench/README.md) or pass its path"
+[[ -z "$PY_ALLOCATOR" || -f "$PY_ALLOCATOR" ]] || die "PY_ALLOCATOR '$PY_ALLOCATOR' not found: build styleclip_python_allocator (bench/README.md)"
 [[ -f "$VOCAB" ]] || die "CLIP vocabulary '$VOCAB' not found: set VOCAB=path/to/bpe_simple_vocab_16e6.txt.gz"
 "$PY" -c 'import torch' 2>/dev/null || die "'$PY' cannot import torch: set PYTHON to a Python with PyTorch"
 
@@ -117,14 +126,14 @@ for cfg in $CONFIGS; do
       echo "$j" >&2
       cpp_ms+=("$(field "$j" ms_per_step)") cpp_rss+=("$(field "$j" peak_rss_mb)")
       echo "== $cfg batch $batch rep $rep: Python" >&2
-      j="$(run_one "$PY" "$REF" "${common[@]}" --text-embedding "$TMP/text-$cfg.pt" --start "$start")"
+      j="$(run_one "${PYREF[@]}" "${common[@]}" --text-embedding "$TMP/text-$cfg.pt" --start "$start")"
       echo "$j" >&2
       py_ms+=("$(field "$j" ms_per_step)") py_rss+=("$(field "$j" peak_rss_mb)")
     done
     up_ms="" up_rss=""
     if [[ "$UPSAMPLE" == 1 ]]; then
       echo "== $cfg batch $batch: Python, --resize upsample" >&2
-      j="$(run_one "$PY" "$REF" "${common[@]}" --text-embedding "$TMP/text-$cfg.pt" --start "$start" --resize upsample)"
+      j="$(run_one "${PYREF[@]}" "${common[@]}" --text-embedding "$TMP/text-$cfg.pt" --start "$start" --resize upsample)"
       echo "$j" >&2
       up_ms="$(fmt "$(field "$j" ms_per_step)")" up_rss="$(fmt "$(field "$j" peak_rss_mb)" 0)"
     fi
@@ -139,7 +148,7 @@ echo "| configuration | batch | timed steps (+warm-up) | C++ ms/step | Python ms
 echo "|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${ROWS[@]}"
 echo
-echo "threads $THREADS; best of $REPS alternating runs per side (C++, Python, C++, Python); peak RSS: the largest of those runs; the upsample column is one run; C++ CPU allocator: ${STYLECLIP_CPU_ALLOCATOR:-styleclip (src/cpu_allocator.cpp)}."
+echo "threads $THREADS; best of $REPS alternating runs per side (C++, Python, C++, Python); peak RSS: the largest of those runs; the upsample column is one run; C++ CPU allocator: ${STYLECLIP_CPU_ALLOCATOR:-styleclip (src/cpu_allocator.cpp)}; Python's: $PY_ALLOCATOR_LABEL."
 CONTENDED="$(grep -c '"contended": true' "$RAWFILE" || true)"
 if ((CONTENDED > 0)); then
   echo "note: $CONTENDED of the runs shared the CPU with other processes even after retries (see \"contended\" in the raw JSON)."
