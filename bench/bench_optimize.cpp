@@ -131,7 +131,7 @@ torch::Tensor start_latents(const styleclip::Generator& gen, int batch) {
 
 int run(const Args& a) {
   styleclip::configure_runtime(a.threads);
-  const auto bundle = styleclip::Bundle::open(a.models, /*verify_checksums=*/false);
+  const auto bundle = styleclip::Bundle::open(a.models, styleclip::Bundle::Verify::kNone);
   const auto device = styleclip::parse_device(a.device);
   const auto precision = styleclip::parse_precision(a.precision, device);
   const styleclip::Generator gen(bundle, device);

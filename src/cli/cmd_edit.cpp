@@ -377,15 +377,23 @@ int run_edit(const EditOptions& o) {
         models.string());
   }
 
+  // The optimiser's options are checked before the models load (seconds at 1024 px), so that
+  // a mistyped number is reported at once.
+  const bool has_identity = bundle.has("identity");
+  OptimizeOptions run_opt = opt;
+  run_opt.precision = precision;
+  if (!use_mapper && !global) {
+    run_opt.id_lambda = o.id_lambda.value_or(has_identity ? 0.005 : 0.0);
+    validate(run_opt, has_identity);
+  }
+
   const Generator gen(bundle, device);
   const Clip clip(bundle, device);
   std::optional<IdentityModel> identity;
-  if (bundle.has("identity")) identity.emplace(bundle, device);
+  if (has_identity) identity.emplace(bundle, device);
   std::optional<GlobalStats> stats;
   std::optional<MapperFile> mfile;
   json base_options;
-  OptimizeOptions run_opt = opt;
-  run_opt.precision = precision;
   if (use_mapper) {
     mfile = load_mapper(o.mapper, ginfo.num_ws, ginfo.w_dim, device);
     (*mfile).mapper->eval();
@@ -398,12 +406,10 @@ int run_edit(const EditOptions& o) {
     stats = GlobalStats::load(bundle.file("global_stats"), ginfo);
     stats->directions = stats->directions.to(device);
   } else {
-    run_opt.id_lambda = o.id_lambda.value_or(identity ? 0.005 : 0.0);
     if (!o.id_lambda) {
       spdlog::info(identity ? "identity loss on (lambda 0.005, the reference's Colab value)"
                             : "identity loss off: the bundle has no identity model");
     }
-    validate(run_opt, identity.has_value());
     base_options = run_opt.to_json();
   }
   base_options["batch"] = o.batch;

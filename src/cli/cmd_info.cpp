@@ -16,7 +16,7 @@ struct InfoOptions {
 
 int run_info(const InfoOptions& o) {
   const auto dir = resolve_models(o.models);
-  const auto bundle = Bundle::open(dir, !o.no_verify);
+  const auto bundle = Bundle::open(dir, o.no_verify ? Bundle::Verify::kNone : Bundle::Verify::kAll);
   if (o.json) {
     auto out = bundle.manifest();
     out["dir"] = dir.string();

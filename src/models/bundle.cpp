@@ -1,5 +1,6 @@
 #include <styleclip/error.h>
 #include <styleclip/io/sha256.h>
+#include <styleclip/io/verify_cache.h>
 #include <styleclip/models/bundle.h>
 
 #include <fstream>
@@ -88,7 +89,7 @@ ClipInfo parse_clip(const json& c, const fs::path& mpath) {
 
 }  // namespace
 
-Bundle Bundle::open(const fs::path& dir, bool verify_checksums) {
+Bundle Bundle::open(const fs::path& dir, Verify verify) {
   Bundle b;
   b.dir_ = dir;
   const fs::path mpath = dir / "manifest.json";
@@ -124,6 +125,8 @@ Bundle Bundle::open(const fs::path& dir, bool verify_checksums) {
   if (!files.is_object()) {
     throw bundle_error("invalid manifest '" + mpath.string() + "': missing object 'files'");
   }
+  VerifyCache cache =
+      verify == Verify::kNone ? VerifyCache(fs::path()) : VerifyCache::from_environment();
   for (const auto& [part, entry] : files.items()) {
     const auto rel = field<std::string>(entry, "path", mpath, "files." + part);
     const auto sha = field<std::string>(entry, "sha256", mpath, "files." + part);
@@ -139,15 +142,18 @@ Bundle Bundle::open(const fs::path& dir, bool verify_checksums) {
                          " bytes, expected " + std::to_string(bytes) +
                          " (truncated or replaced; re-export the bundle)");
     }
-    if (verify_checksums) {
-      const std::string found = sha256_file(p);
-      if (found != sha) {
-        throw bundle_error("model file '" + p.string() + "' has sha256 " + found.substr(0, 12) +
-                           "…, expected " + sha.substr(0, 12) +
-                           "… (corrupt or replaced; re-export the bundle)");
-      }
+    if (verify == Verify::kNone) continue;
+    if (verify == Verify::kChanged && cache.lookup(p) == sha) continue;
+    const std::string found = sha256_file(p);
+    ++b.files_hashed_;
+    if (found != sha) {
+      throw bundle_error("model file '" + p.string() + "' has sha256 " + found.substr(0, 12) +
+                         "…, expected " + sha.substr(0, 12) +
+                         "… (corrupt or replaced; re-export the bundle)");
     }
+    cache.remember(p, found);
   }
+  cache.save();
   if (b.has("generator")) {
     if (!m.contains("generator")) {
       throw bundle_error("invalid manifest '" + mpath.string() + "': missing section 'generator'");

@@ -1,6 +1,9 @@
 // End-to-end: `styleclip edit --method optimize` on the tiny random bundle.
 #include <styleclip/io/image_io.h>
 #include <styleclip/io/latent_io.h>
+#include <styleclip/io/sha256.h>
+
+#include <fstream>
 
 #include <nlohmann/json.hpp>
 
@@ -130,6 +133,33 @@ TEST_F(EditCli, BadInputsExitWithCodesAndMessages) {
     EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;
     EXPECT_FALSE(fs::exists(out)) << "outputs written for: " << c.message;
   }
+}
+
+TEST_F(EditCli, OptionsAreCheckedBeforeTheModelsLoad) {
+  // A bundle whose manifest is right but whose generator cannot load: a wrong option must be
+  // reported without loading it (at 1024 px that takes seconds).
+  const auto dir = tmp_ / "bundle";
+  fs::create_directories(dir);
+  for (const auto& e : fs::directory_iterator(test::testdata("tiny"))) {
+    fs::copy(e.path(), dir / e.path().filename());
+  }
+  const auto gen = dir / "generator.pt";
+  const std::string junk(static_cast<size_t>(fs::file_size(gen)), 'x');
+  test::write_text(gen, junk);
+  json manifest = json::parse(test::read_text(dir / "manifest.json"));
+  manifest["files"]["generator"]["sha256"] = sha256_hex(junk);
+  test::write_text(dir / "manifest.json", manifest.dump(2));
+  const std::vector<std::string> args = {"edit",   "--models", dir.string(),
+                                         "--text", "x",        "--seed",
+                                         "0",      "--out",    (tmp_ / "out").string()};
+  auto bad = args;
+  bad.insert(bad.end(), {"--steps", "0"});
+  auto r = styleclip(bad);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("invalid --steps 0"), std::string::npos) << r.err;
+  r = styleclip(args);  // the same command with good options does reach the broken model
+  EXPECT_EQ(r.code, 3) << r.err;
+  EXPECT_NE(r.err.find("generator.pt"), std::string::npos) << r.err;
 }
 
 TEST_F(EditCli, FreeModeAndStyleSpace) {

@@ -2,9 +2,12 @@
 // the file and what was expected.
 #include <styleclip/error.h>
 #include <styleclip/io/sha256.h>
+#include <styleclip/io/verify_cache.h>
 #include <styleclip/models/bundle.h>
 
+#include <cstdlib>
 #include <fstream>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -48,7 +51,7 @@ class BrokenBundle : public ::testing::Test {
     in >> manifest_;
   }
   void save() { test::write_text(dir_ / "manifest.json", manifest_.dump(2)); }
-  std::string open_error(bool verify = true) {
+  std::string open_error(Bundle::Verify verify = Bundle::Verify::kChanged) {
     try {
       (void)Bundle::open(dir_, verify);
     } catch (const Error& e) {
@@ -117,7 +120,7 @@ TEST_F(BrokenBundle, ChecksumMismatch) {
   const auto m = open_error();
   EXPECT_NE(m.find("sha256"), std::string::npos) << m;
   EXPECT_NE(m.find("generator.pt"), std::string::npos) << m;
-  EXPECT_NO_THROW((void)Bundle::open(dir_, /*verify_checksums=*/false));
+  EXPECT_NO_THROW((void)Bundle::open(dir_, Bundle::Verify::kNone));
 }
 
 TEST_F(BrokenBundle, IncoherentDimensions) {
@@ -145,6 +148,81 @@ TEST_F(BrokenBundle, AbsentPartIsAClearError) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("has no clip"), std::string::npos) << e.what();
   }
+}
+
+/// The checksum record (io/verify_cache.h) in a folder of the test's own.
+class VerifiedBundle : public BrokenBundle {
+ protected:
+  void SetUp() override {
+    BrokenBundle::SetUp();
+    if (IsSkipped()) return;
+    cache_ = tmp_ / "cache";
+    ::setenv("STYLECLIP_CACHE_DIR", cache_.c_str(), 1);
+  }
+  void TearDown() override { ::unsetenv("STYLECLIP_CACHE_DIR"); }
+  /// The copied files count as written just now; wait until they are past the racy margin.
+  static void let_files_age() {
+    std::this_thread::sleep_for(VerifyCache::kRacyMargin + std::chrono::milliseconds(200));
+  }
+  [[nodiscard]] int file_count() const { return static_cast<int>(manifest_["files"].size()); }
+  fs::path cache_;
+};
+
+TEST_F(VerifiedBundle, UnchangedFilesAreHashedOnceThenTrusted) {
+  let_files_age();
+  EXPECT_EQ(Bundle::open(dir_).files_hashed(), file_count());
+  EXPECT_TRUE(fs::exists(cache_ / "verified-files.json"));
+  EXPECT_EQ(Bundle::open(dir_).files_hashed(), 0);
+  // `info` asks for every file, record or not.
+  EXPECT_EQ(Bundle::open(dir_, Bundle::Verify::kAll).files_hashed(), file_count());
+  EXPECT_EQ(Bundle::open(dir_, Bundle::Verify::kNone).files_hashed(), 0);
+}
+
+TEST_F(VerifiedBundle, AFileWrittenAfterItWasRecordedIsHashedAgain) {
+  let_files_age();
+  ASSERT_EQ(Bundle::open(dir_).files_hashed(), file_count());
+  // Same size, one byte different, and its modification time put back: the status-change time
+  // still moves, so the record no longer vouches for it.
+  const auto p = dir_ / "generator.pt";
+  const auto mtime = fs::last_write_time(p);
+  {
+    std::fstream f(p, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(1000);
+    const char c = static_cast<char>(f.get());
+    f.seekp(1000);
+    f.put(static_cast<char>(c ^ 0x55));
+  }
+  fs::last_write_time(p, mtime);
+  const auto m = open_error();
+  EXPECT_NE(m.find("generator.pt' has sha256"), std::string::npos) << m;
+}
+
+TEST_F(VerifiedBundle, FilesWrittenJustNowAreNotRecorded) {
+  // Within the racy margin a later write could leave every time unchanged (same tick).
+  EXPECT_EQ(Bundle::open(dir_).files_hashed(), file_count());
+  EXPECT_EQ(Bundle::open(dir_).files_hashed(), file_count());
+}
+
+TEST_F(VerifiedBundle, ADamagedOrUnwritableRecordOnlyCostsTime) {
+  let_files_age();
+  fs::create_directories(cache_);
+  test::write_text(cache_ / "verified-files.json", "{\"" + (dir_ / "generator.pt").string());
+  EXPECT_EQ(Bundle::open(dir_).files_hashed(), file_count());
+  EXPECT_EQ(Bundle::open(dir_).files_hashed(), 0);  // rewritten whole
+  // A record for another sha256 (a manifest re-exported beside an unchanged file) is no proof.
+  auto record = nlohmann::json::parse(test::read_text(cache_ / "verified-files.json"));
+  const auto key = (dir_ / "generator.pt").lexically_normal().string();
+  ASSERT_TRUE(record.contains(key)) << record.dump();
+  record[key]["sha256"] = std::string(64, '0');
+  test::write_text(cache_ / "verified-files.json", record.dump());
+  EXPECT_EQ(Bundle::open(dir_).files_hashed(), 1);
+  // A cache folder that cannot be made: every open hashes, none fails.
+  fs::remove_all(cache_);
+  test::write_text(cache_, "a file where the folder should be");
+  EXPECT_EQ(Bundle::open(dir_).files_hashed(), file_count());
+  EXPECT_EQ(Bundle::open(dir_).files_hashed(), file_count());
+  ::setenv("STYLECLIP_CACHE_DIR", "off", 1);
+  EXPECT_FALSE(VerifyCache::from_environment().enabled());
 }
 
 }  // namespace
