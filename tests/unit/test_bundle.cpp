@@ -29,6 +29,26 @@ TEST(Sha256, KnownVectors) {
             "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
 }
 
+TEST(Sha256, CpuInstructionsAgreeWithThePortableCode) {
+  if (!sha256_uses_cpu_instructions()) GTEST_SKIP() << "this CPU has no SHA instructions";
+  // Every length around the 64-byte block and its 56-byte padding edge, then long inputs that
+  // run many blocks through one call.
+  std::string data;
+  uint32_t x = 12345;
+  for (int i = 0; i < 70000; ++i) {
+    x = x * 1664525u + 1013904223u;
+    data.push_back(static_cast<char>(x >> 24));
+  }
+  for (size_t n = 0; n <= 200; ++n) {
+    ASSERT_EQ(sha256_hex(data.substr(0, n)), sha256_hex_portable(data.substr(0, n))) << n;
+  }
+  for (size_t n : {4095u, 4096u, 65537u, 70000u}) {
+    ASSERT_EQ(sha256_hex(data.substr(0, n)), sha256_hex_portable(data.substr(0, n))) << n;
+  }
+  EXPECT_EQ(sha256_hex_portable("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
 TEST(Sha256, FileMatchesString) {
   TempDir tmp;
   std::string data;

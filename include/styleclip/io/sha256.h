@@ -14,4 +14,10 @@ std::string sha256_hex(std::string_view bytes);
 /// file cannot be read.
 std::string sha256_file(const std::filesystem::path& path);
 
+/// Whether this CPU's SHA instructions compute the hashes above (else portable C++).
+bool sha256_uses_cpu_instructions();
+
+/// sha256_hex with the portable code whatever the CPU has (for the tests that compare the two).
+std::string sha256_hex_portable(std::string_view bytes);
+
 }  // namespace styleclip
