@@ -23,18 +23,18 @@ def main():
         sys.exit("usage: with_styleclip_allocator.py LIBRARY SCRIPT [ARGS...]")
     library, script = sys.argv[1], sys.argv[2]
     if not os.path.isfile(library):
-        sys.exit(f"with_styleclip_allocator: '{library}' not found: build the benchmarks "
-                 "(make -C build-bench styleclip_python_allocator)")
+        sys.exit(f"with_styleclip_allocator: '{library}' not found: build the target "
+                 "styleclip_python_allocator (bench/README.md)")
     import torch  # noqa: F401  (loads this torch's libc10 first, so the library binds to it)
 
     lib = ctypes.CDLL(library, mode=ctypes.RTLD_GLOBAL)
     if lib.styleclip_install_cpu_allocator() != 1:
         sys.exit("with_styleclip_allocator: the allocator was not installed "
                  "(STYLECLIP_CPU_ALLOCATOR=system in the environment?)")
+    lib.styleclip_cpu_allocator_reused.restype = ctypes.c_ulonglong
     # On stderr, so the script's JSON on stdout stays one line: shows the allocator did serve it.
     atexit.register(lambda: print(f"with_styleclip_allocator: {lib.styleclip_cpu_allocator_reused()} "
                                   "large buffers reused", file=sys.stderr))
-    lib.styleclip_cpu_allocator_reused.restype = ctypes.c_ulonglong
     sys.argv = sys.argv[2:]
     runpy.run_path(script, run_name="__main__")
 

@@ -185,7 +185,7 @@ class Sha256 {
   std::array<unsigned char, 64> buf_{};
   size_t fill_ = 0;
   uint64_t total_ = 0;
-  bool sha_ni_;
+  [[maybe_unused]] bool sha_ni_;  // read only where the SHA-instruction path is compiled
 };
 
 }  // namespace

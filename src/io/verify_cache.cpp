@@ -100,8 +100,7 @@ void VerifyCache::remember(const fs::path& file, const std::string& sha256) {
   if (t - changed < std::chrono::nanoseconds(kRacyMargin).count()) return;
   entry["sha256"] = sha256;
   entry["verified_at_ns"] = t;
-  added_[key(file)] = entry;
-  entries_[key(file)] = std::move(entry);
+  added_[key(file)] = std::move(entry);
 }
 
 void VerifyCache::save() {

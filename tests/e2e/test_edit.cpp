@@ -138,11 +138,7 @@ TEST_F(EditCli, BadInputsExitWithCodesAndMessages) {
 TEST_F(EditCli, OptionsAreCheckedBeforeTheModelsLoad) {
   // A bundle whose manifest is right but whose generator cannot load: a wrong option must be
   // reported without loading it (at 1024 px that takes seconds).
-  const auto dir = tmp_ / "bundle";
-  fs::create_directories(dir);
-  for (const auto& e : fs::directory_iterator(test::testdata("tiny"))) {
-    fs::copy(e.path(), dir / e.path().filename());
-  }
+  const auto dir = test::copy_testdata("tiny", tmp_ / "bundle");
   const auto gen = dir / "generator.pt";
   const std::string junk(static_cast<size_t>(fs::file_size(gen)), 'x');
   test::write_text(gen, junk);

@@ -22,13 +22,7 @@ class GlobalCli : public ::testing::Test {
     if (!fs::exists(test::testdata("tiny") / "clip.pt")) GTEST_SKIP() << "tiny bundle has no CLIP";
   }
   /// A private copy of the tiny bundle (preparation writes into the bundle).
-  fs::path copy_bundle(const std::string& name) {
-    const auto dir = tmp_ / name;
-    fs::create_directories(dir);
-    for (const auto& e : fs::directory_iterator(test::testdata("tiny")))
-      fs::copy(e.path(), dir / e.path().filename());
-    return dir;
-  }
+  fs::path copy_bundle(const std::string& name) { return test::copy_testdata("tiny", tmp_ / name); }
   test::RunResult prepare(const fs::path& dir, std::vector<std::string> extra = {}) {
     std::vector<std::string> args = {"global",  "prepare",  "--models", dir.string(), "--samples",
                                      "300",     "--images", "2",        "--layers",   "0,2",

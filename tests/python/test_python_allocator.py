@@ -62,4 +62,10 @@ def missing_library():
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
+@check("without a library and a script it says how it is used")
+def usage():
+    r = subprocess.run([sys.executable, WRAPPER, LIBRARY], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and r.stderr.startswith("usage: with_styleclip_allocator.py"), r.stderr
+
+
 sys.exit(report())

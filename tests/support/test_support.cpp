@@ -34,6 +34,14 @@ bool have_fixture(const std::string& relative) { return fs::exists(fixtures_dir(
 
 fs::path testdata(const std::string& name) { return fs::path(STYLECLIP_TESTDATA_DIR) / name; }
 
+fs::path copy_testdata(const std::string& name, const fs::path& dir) {
+  fs::create_directories(dir);
+  for (const auto& e : fs::directory_iterator(testdata(name))) {
+    fs::copy(e.path(), dir / e.path().filename());
+  }
+  return dir;
+}
+
 TempDir::TempDir() {
   std::string tmpl = (fs::temp_directory_path() / "styleclip-test-XXXXXX").string();
   if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");

@@ -19,6 +19,8 @@ std::filesystem::path fixtures_dir();
 bool have_fixture(const std::string& relative);
 /// Bundles made by the `make_test_bundles` CTest fixture.
 std::filesystem::path testdata(const std::string& name);
+/// A private copy of the test bundle `name` in `dir` (created), for tests that change or break it.
+std::filesystem::path copy_testdata(const std::string& name, const std::filesystem::path& dir);
 
 /// A fresh directory per test, removed afterwards.
 class TempDir {

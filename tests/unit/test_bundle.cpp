@@ -7,7 +7,9 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -62,11 +64,7 @@ class BrokenBundle : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!fs::exists(test::testdata("tiny") / "manifest.json")) GTEST_SKIP() << "no tiny bundle";
-    dir_ = tmp_ / "bundle";
-    fs::create_directories(dir_);
-    for (const auto& e : fs::directory_iterator(test::testdata("tiny"))) {
-      fs::copy(e.path(), dir_ / e.path().filename());
-    }
+    dir_ = test::copy_testdata("tiny", tmp_ / "bundle");
     std::ifstream in(dir_ / "manifest.json");
     in >> manifest_;
   }
@@ -243,6 +241,39 @@ TEST_F(VerifiedBundle, ADamagedOrUnwritableRecordOnlyCostsTime) {
   EXPECT_EQ(Bundle::open(dir_).files_hashed(), file_count());
   ::setenv("STYLECLIP_CACHE_DIR", "off", 1);
   EXPECT_FALSE(VerifyCache::from_environment().enabled());
+}
+
+TEST(VerifyCacheEnvironment, FolderFromCacheDirThenXdgThenHome) {
+  // Each variable is set back as it was, so that other tests in this process see the same.
+  struct Saved {
+    const char* name;
+    std::optional<std::string> value;
+  };
+  std::vector<Saved> saved;
+  for (const char* n : {"STYLECLIP_CACHE_DIR", "XDG_CACHE_HOME", "HOME"}) {
+    const char* v = std::getenv(n);
+    saved.push_back({n, v ? std::optional<std::string>(v) : std::nullopt});
+  }
+  ::setenv("STYLECLIP_CACHE_DIR", "/c", 1);
+  ::setenv("XDG_CACHE_HOME", "/x", 1);
+  ::setenv("HOME", "/h", 1);
+  EXPECT_EQ(VerifyCache::from_environment().dir(), fs::path("/c"));
+  ::setenv("STYLECLIP_CACHE_DIR", "", 1);
+  EXPECT_FALSE(VerifyCache::from_environment().enabled());
+  ::unsetenv("STYLECLIP_CACHE_DIR");
+  EXPECT_EQ(VerifyCache::from_environment().dir(), fs::path("/x/styleclip"));
+  ::setenv("XDG_CACHE_HOME", "relative", 1);  // the XDG spec says to ignore a relative path
+  EXPECT_EQ(VerifyCache::from_environment().dir(), fs::path("/h/.cache/styleclip"));
+  ::unsetenv("XDG_CACHE_HOME");
+  ::unsetenv("HOME");
+  EXPECT_FALSE(VerifyCache::from_environment().enabled());
+  for (const auto& s : saved) {
+    if (s.value) {
+      ::setenv(s.name, s.value->c_str(), 1);
+    } else {
+      ::unsetenv(s.name);
+    }
+  }
 }
 
 }  // namespace

@@ -51,8 +51,8 @@ class VerifyCache {
 
  private:
   std::filesystem::path dir_;
-  nlohmann::json entries_;  // absolute path -> entry, as read
-  nlohmann::json added_;    // what remember() added since, for save()
+  nlohmann::json entries_;  // absolute path -> entry, as read (what lookup() trusts)
+  nlohmann::json added_;    // what remember() recorded since, for save()
 };
 
 }  // namespace styleclip
