@@ -5,6 +5,8 @@ Run with Debian's Python (`/usr/bin/python3`), which has PyTorch. Examples:
 
   # the real FFHQ generator StyleCLIP uses (rosinality format)
   /usr/bin/python3 scripts/export_bundle.py --stylegan stylegan2-ffhq-config-f.pt --out models/ffhq
+  # an NVIDIA StyleGAN2-ADA network pickle (the format is told from the file, not its name)
+  /usr/bin/python3 scripts/export_bundle.py --stylegan metfaces.pkl --out models/metfaces
   # OpenAI's CLIP ViT-B/32 and its vocabulary, into the same bundle
   /usr/bin/python3 scripts/export_bundle.py --clip ViT-B-32.pt --vocab bpe_simple_vocab_16e6.txt.gz \
       --out models/ffhq
@@ -43,7 +45,10 @@ def parse_args(argv):
     p.add_argument("--out", required=True,
                    help="bundle folder (created if missing); with --mapper, the mapper file to write")
     g = p.add_argument_group("StyleGAN2 generator")
-    g.add_argument("--stylegan", metavar="CKPT", help="rosinality checkpoint {'g_ema': ..., 'latent_avg': ...}")
+    g.add_argument("--stylegan", metavar="CKPT",
+                   help="rosinality checkpoint {'g_ema': ..., 'latent_avg': ...} or NVIDIA network "
+                        "pickle (stylegan2-ada-pytorch / stylegan3 release StyleGAN2 .pkl; read "
+                        "without running the code it carries)")
     g.add_argument("--random", action="store_true", help="export a random-weight generator instead")
     g.add_argument("--resolution", type=int, default=64)
     g.add_argument("--w-dim", type=int, default=64)
@@ -103,9 +108,10 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def export_stylegan(args, manifest):
+def load_rosinality(args):
+    """(state dict, latent_avg or None, source) of a rosinality checkpoint or a random one."""
     import torch
-    from styleclip_export import bundle, stylegan2
+    from styleclip_export import safe_pickle, stylegan2
 
     if args.random:
         ckpt = stylegan2.random_checkpoint(args.resolution, args.w_dim, args.n_mlp,
@@ -116,18 +122,22 @@ def export_stylegan(args, manifest):
             torch.save(ckpt, args.save_checkpoint)
             source = args.save_checkpoint
     else:
-        if not os.path.isfile(args.stylegan):
-            fail(f"cannot read checkpoint '{args.stylegan}': file does not exist")
         try:
-            ckpt = torch.load(args.stylegan, map_location="cpu")
+            ckpt = safe_pickle.torch_load(args.stylegan)
         except Exception as e:  # noqa: BLE001 - any unpickling failure is the same user error
-            fail(f"cannot read checkpoint '{args.stylegan}': {str(e).splitlines()[0]}")
+            fail(f"cannot read checkpoint '{args.stylegan}': {str(e).splitlines()[0]}", 3)
         source = args.stylegan
     if not isinstance(ckpt, dict) or "g_ema" not in ckpt:
-        fail(f"'{args.stylegan}' is not a rosinality StyleGAN2 checkpoint: expected a dict with "
-             "'g_ema' (convert NVIDIA .pkl files with rosinality's convert_weight.py first)")
-    sd = ckpt["g_ema"]
-    latent_avg = ckpt.get("latent_avg")
+        fail(f"'{args.stylegan}' is neither a rosinality StyleGAN2 checkpoint (a dict with 'g_ema') "
+             "nor an NVIDIA network pickle", 3)
+    return ckpt["g_ema"], ckpt.get("latent_avg"), source
+
+
+def build_rosinality(args, sd, latent_avg):
+    """Our generator from a rosinality state dict, its sizes and where its w_avg came from."""
+    import torch
+    from styleclip_export import stylegan2
+
     computed_avg = latent_avg is None
     try:
         if computed_avg:
@@ -138,41 +148,101 @@ def export_stylegan(args, manifest):
                 latent_avg = g.mapping(torch.randn(4096, g.z_dim, generator=gen)).mean(0)
         g = stylegan2.build_generator(sd, latent_avg, args.lr_mlp)
     except ValueError as e:
-        fail(f"'{args.stylegan or 'random'}': {e}")
+        fail(f"'{args.stylegan or 'random'}': {e}", 3)
     cfg = stylegan2.config_from_state_dict(sd)
-    scripted = torch.jit.script(g)
-    os.makedirs(args.out, exist_ok=True)
-    bundle.save_script(scripted, args.out, "generator.pt")
+    cfg.update(architecture="stylegan2-rosinality", lr_mlp=args.lr_mlp, seed_convention="torch",
+               w_avg_source="computed: mean of 4096 mapped samples, seed 0" if computed_avg
+               else "checkpoint latent_avg")
+    return g, cfg
 
-    # Reload and compare with the eager module: the scripted file is what C++ will run.
-    reloaded = torch.jit.load(os.path.join(args.out, "generator.pt"))
+
+def build_nvidia(path):
+    """Our generator from an NVIDIA network pickle (read without running anything in it)."""
+    from styleclip_export import safe_pickle, stylegan2_nvidia
+
+    try:
+        obj = safe_pickle.load_pickle(path)
+    except safe_pickle.UnsafePickleError as e:
+        fail(f"cannot read network pickle '{path}': {e}", 3)
+    except Exception as e:  # noqa: BLE001 - truncated or damaged files: one line, not a traceback
+        fail(f"cannot read network pickle '{path}': {type(e).__name__}: "
+             f"{str(e).splitlines()[0] if str(e) else 'damaged or truncated file'}", 3)
+    try:
+        G, which = stylegan2_nvidia.pick_generator(obj)
+        g, cfg = stylegan2_nvidia.build_generator(G)
+    except ValueError as e:
+        fail(f"network pickle '{path}': {e}", 3)
+    cfg.update(architecture="stylegan2-nvidia", seed_convention="numpy-randomstate",
+               w_avg_source=f"pickle {which}.mapping.w_avg", network=which)
+    return g, cfg
+
+
+def check_scripted(g, path, cfg):
+    """Reload the written file and compare it with the eager module: the file is what C++ runs."""
+    import torch
+
+    reloaded = torch.jit.load(path)
     with torch.no_grad():
         z = torch.randn(2, cfg["z_dim"], generator=torch.Generator().manual_seed(1))
-        ws = g.mapping(z)[:, None, :].expand(-1, cfg["num_ws"], -1).contiguous()
+        c = torch.zeros(2, g.c_dim)
+        if g.c_dim > 0:
+            c[:, 0] = 1
+        ws = g.mapping_conditional(z, c)[:, None, :].expand(-1, cfg["num_ws"], -1).contiguous()
         a = g.synthesis(ws, False)
         b = reloaded.synthesis(ws, False)
-        if a.shape != (2, 3, cfg["resolution"], cfg["resolution"]) or (a - b).abs().max() > 1e-5:
-            fail("internal error: the scripted generator does not reproduce the eager one")
+        w_ok = (reloaded.mapping_conditional(z, c) - ws[:, 0]).abs().max() <= 1e-5
+    res = cfg["resolution"]
+    return a.shape == (2, 3, res, res) and (a - b).abs().max() <= 1e-5 and bool(w_ok)
+
+
+def export_stylegan(args, manifest):
+    import torch
+    from styleclip_export import bundle, safe_pickle, stylegan2
+
+    if args.stylegan and not os.path.isfile(args.stylegan):
+        fail(f"cannot read checkpoint '{args.stylegan}': file does not exist")
+    # The format is told from the file's first bytes (NVIDIA's are plain pickles; torch.save
+    # writes a zip or its legacy header), never from the name.
+    if args.stylegan and safe_pickle.is_network_pickle(args.stylegan):
+        g, cfg = build_nvidia(args.stylegan)
+        source = args.stylegan
+    else:
+        sd, latent_avg, source = load_rosinality(args)
+        g, cfg = build_rosinality(args, sd, latent_avg)
+    scripted = torch.jit.script(g)
+    os.makedirs(args.out, exist_ok=True)
+    path = bundle.save_script(scripted, args.out, "generator.pt")
+    if not check_scripted(g, path, cfg):
+        os.remove(path)
+        fail("internal error: the scripted generator does not reproduce the eager one")
 
     manifest["files"]["generator"] = bundle.file_entry(args.out, "generator.pt")
-    manifest["generator"] = {
-        "architecture": "stylegan2-rosinality",
+    section = {
+        "architecture": cfg["architecture"],
         "resolution": cfg["resolution"],
         "w_dim": cfg["w_dim"],
         "z_dim": cfg["z_dim"],
+        "c_dim": g.c_dim,
         "num_ws": cfg["num_ws"],
         "n_mlp": cfg["n_mlp"],
-        "lr_mlp": args.lr_mlp,
+        "lr_mlp": cfg["lr_mlp"],
         "channels": {str(k): v for k, v in cfg["channels"].items()},
         "style_dims": stylegan2.style_dims(g),
         "style_is_rgb": stylegan2.style_is_rgb(g),
-        "w_avg_source": "computed: mean of 4096 mapped samples, seed 0" if computed_avg
-        else "checkpoint latent_avg",
+        "seed_convention": cfg["seed_convention"],
+        "w_avg_source": cfg["w_avg_source"],
         "provenance": bundle.provenance(source, random=bool(args.random),
                                         random_seed=args.seed if args.random else None),
     }
-    print(f"generator: {cfg['resolution']} px, w_dim {cfg['w_dim']}, {cfg['num_ws']} W+ rows, "
-          f"{len(manifest['generator']['style_dims'])} style layers -> {args.out}/generator.pt")
+    for key in ("conv_clamp", "num_fp16_res", "channel_base", "channel_max", "mapping_dims",
+                "network"):
+        if key in cfg:
+            section[key] = cfg[key]
+    manifest["generator"] = section
+    kind = "NVIDIA" if cfg["architecture"] == "stylegan2-nvidia" else "rosinality"
+    cond = f", {g.c_dim} classes" if g.c_dim else ""
+    print(f"generator ({kind}): {cfg['resolution']} px, w_dim {cfg['w_dim']}, {cfg['num_ws']} W+ rows"
+          f"{cond}, {len(section['style_dims'])} style layers -> {args.out}/generator.pt")
 
 
 def export_clip(args, manifest):
@@ -373,7 +443,7 @@ def main(argv=None):
         fail("--save-checkpoint only applies to --random")
     from styleclip_export import bundle
 
-    os.makedirs(args.out, exist_ok=True)
+    # The folder is made by the first part that is written: a refused input leaves nothing.
     try:
         manifest = bundle.read_manifest(args.out)
     except (ValueError, OSError) as e:
@@ -392,6 +462,7 @@ def main(argv=None):
         export_encoder(args, manifest)
     if args.lpips or args.random_lpips:
         export_lpips(args, manifest)
+    os.makedirs(args.out, exist_ok=True)
     bundle.write_manifest(args.out, manifest)
 
 

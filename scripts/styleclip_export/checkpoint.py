@@ -1,11 +1,14 @@
-"""Helpers the exporters share: recognising checkpoint files, describing what a file holds in one
-line, and strict state-dict loading that names missing and unexpected keys."""
+"""Helpers the exporters share: recognising and reading checkpoint files, describing what a file
+holds in one line, and strict state-dict loading that names missing and unexpected keys."""
 
+import os
 import zipfile
 from collections import OrderedDict
 from typing import List
 
 from torch import nn
+
+from styleclip_export import safe_pickle
 
 
 def is_torchscript_archive(path: str) -> bool:
@@ -14,6 +17,19 @@ def is_torchscript_archive(path: str) -> bool:
         return False
     with zipfile.ZipFile(path) as z:
         return any(n == "constants.pkl" or n.endswith("/constants.pkl") for n in z.namelist())
+
+
+def load_checkpoint(path):
+    """A torch.save file, read without running anything it names (safe_pickle.torch_load).
+    Raises ValueError, one line naming the file: what was refused, or why it is unreadable."""
+    name = os.path.basename(path)
+    try:
+        return safe_pickle.torch_load(path)
+    except safe_pickle.UnsafePickleError as e:
+        raise ValueError(f"cannot read checkpoint '{name}': {e}") from None
+    except Exception as e:  # unpickling errors come in many types
+        raise ValueError(f"'{name}' is not a PyTorch checkpoint ({type(e).__name__}: "
+                         f"{first_line(e)})") from None
 
 
 def describe(obj) -> str:

@@ -38,7 +38,7 @@ import os
 from collections import OrderedDict
 from typing import List, Optional, Tuple
 
-from styleclip_export.checkpoint import describe, is_torchscript_archive, load_strict
+from styleclip_export.checkpoint import describe, is_torchscript_archive, load_checkpoint, load_strict
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -376,11 +376,7 @@ def _load_with_info(path) -> Tuple["OrderedDict[str, Tensor]", str, str]:
             raise ValueError(f"'{name}': TorchScript archive could not be loaded ({first})") from None
     else:
         kind = "state_dict"
-        try:
-            raw = torch.load(path, map_location="cpu")
-        except Exception as e:  # unpickling errors come in many types
-            raise ValueError(f"'{name}' is not a PyTorch checkpoint ({type(e).__name__}: "
-                             f"{str(e).strip().splitlines()[0] if str(e).strip() else ''})") from None
+        raw = load_checkpoint(path)
         if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
             raw = raw["state_dict"]
 

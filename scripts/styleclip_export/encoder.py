@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from styleclip_export.checkpoint import describe, first_line, is_torchscript_archive, load_strict
+from styleclip_export.checkpoint import (describe, first_line, is_torchscript_archive, load_checkpoint,
+                                         load_strict)
 from styleclip_export.identity import BottleneckIRSE, FrozenBatchNorm2d, REFERENCE_WIDTHS
 
 COARSE_IND = 3   # psp_encoders.py Encoder4Editing: coarse_ind = 3, middle_ind = 7
@@ -192,15 +193,15 @@ def load_encoder_checkpoint(path):
     Raises ValueError (one line, naming the file) for anything else."""
     path = os.fspath(path)
     name = os.path.basename(path)
-    try:
-        if is_torchscript_archive(path):
+    if is_torchscript_archive(path):
+        try:
             m = torch.jit.load(path, map_location="cpu")
             sd = OrderedDict(m.state_dict())
             return sd, sd.pop("latent_avg")
-        raw = torch.load(path, map_location="cpu")
-    except Exception as e:  # unpickling and archive errors come in many types
-        raise ValueError(f"'{name}' is not a PyTorch checkpoint ({type(e).__name__}: "
-                         f"{first_line(e)})") from None
+        except Exception as e:  # archive errors come in many types
+            raise ValueError(f"'{name}' is not a PyTorch checkpoint ({type(e).__name__}: "
+                             f"{first_line(e)})") from None
+    raw = load_checkpoint(path)
     if not isinstance(raw, dict):
         raise ValueError(f"'{name}' is not an e4e checkpoint: it holds {describe(raw)}")
     latent_avg = raw.get("latent_avg")

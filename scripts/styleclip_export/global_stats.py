@@ -12,10 +12,11 @@ a dict {"layers": int64 tensor, "s_mean": [tensors], "s_std": [tensors], "direct
 
 import json
 import os
-import pickle
 
 import numpy as np
 import torch
+
+from styleclip_export import safe_pickle
 
 
 def default_layers(style_dims, style_is_rgb):
@@ -30,7 +31,7 @@ def import_global_stats(fs3_path, mean_std_path, generator_section, out_dir):
     style_dims = generator_section["style_dims"]
     layers = default_layers(style_dims, generator_section["style_is_rgb"])
     try:
-        fs3 = np.load(fs3_path)
+        fs3 = np.load(fs3_path, allow_pickle=False)  # an object array would be a pickle
     except Exception as e:  # noqa: BLE001 - NumPy raises several kinds for a bad file
         raise ValueError(f"cannot read '{fs3_path}': not a NumPy .npy file ({e})") from None
     rows = sum(style_dims[l] for l in layers)
@@ -38,9 +39,11 @@ def import_global_stats(fs3_path, mean_std_path, generator_section, out_dir):
         raise ValueError(f"'{fs3_path}' has shape {list(fs3.shape)}, expected [{rows}, D] for this generator's "
                          f"layers {layers}")
     try:
-        with open(mean_std_path, "rb") as f:
-            loaded = pickle.load(f, encoding="latin1")  # written by Python 2-era NumPy in the reference
+        # Read as the reference reads it (Latin-1: Python 2 strings), but only arrays and lists.
+        loaded = safe_pickle.load_pickle(mean_std_path, encoding="latin1")
         means, stds = loaded[0], loaded[1]
+    except safe_pickle.UnsafePickleError as e:
+        raise ValueError(f"cannot read '{mean_std_path}': {e}") from None
     except Exception as e:  # noqa: BLE001
         raise ValueError(f"cannot read '{mean_std_path}': not the reference's S_mean_std pickle ({e})") from None
     if len(means) != len(style_dims) or len(stds) != len(style_dims):

@@ -35,7 +35,8 @@ import os
 from collections import OrderedDict
 from typing import List, Optional
 
-from styleclip_export.checkpoint import describe, first_line, is_torchscript_archive, load_strict
+from styleclip_export.checkpoint import (describe, first_line, is_torchscript_archive, load_checkpoint,
+                                         load_strict)
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -275,14 +276,14 @@ def load_identity_state_dict(path) -> "OrderedDict[str, Tensor]":
     if not os.path.isfile(path):
         raise FileNotFoundError(f"identity (ArcFace IR-SE50) checkpoint not found: '{path}'")
     name = os.path.basename(path)
-    try:
-        if is_torchscript_archive(path):
+    if is_torchscript_archive(path):
+        try:
             raw = torch.jit.load(path, map_location="cpu").state_dict()
-        else:
-            raw = torch.load(path, map_location="cpu")
-    except Exception as e:  # unpickling and archive errors come in many types
-        raise ValueError(f"'{name}' is not a PyTorch checkpoint ({type(e).__name__}: "
-                         f"{first_line(e)})") from None
+        except Exception as e:  # archive errors come in many types
+            raise ValueError(f"'{name}' is not a PyTorch checkpoint ({type(e).__name__}: "
+                             f"{first_line(e)})") from None
+    else:
+        raw = load_checkpoint(path)
     if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
         raw = raw["state_dict"]
     if not isinstance(raw, dict):

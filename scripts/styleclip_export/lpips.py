@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from styleclip_export.checkpoint import describe, first_line, load_strict
+from styleclip_export.checkpoint import describe, load_checkpoint, load_strict
 
 # torchvision vgg16 `features` (configuration "D"): conv indices; ReLUs follow each conv, max
 # pools sit at 4, 9, 16, 23 (and 30, after the last tap, unused).
@@ -112,10 +112,7 @@ def _load(path: str):
     name = os.path.basename(path)
     if not os.path.isfile(path):
         raise ValueError(f"cannot read '{path}': file does not exist")
-    try:
-        raw = torch.load(path, map_location="cpu")
-    except Exception as e:  # unpickling errors come in many types
-        raise ValueError(f"'{name}' is not a PyTorch checkpoint ({type(e).__name__}: {first_line(e)})") from None
+    raw = load_checkpoint(path)
     if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
         raw = raw["state_dict"]
     if not isinstance(raw, dict):

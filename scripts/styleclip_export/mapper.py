@@ -26,6 +26,10 @@ import sys
 
 import torch
 
+if __package__ in (None, ""):  # run as a script: make the package importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from styleclip_export import safe_pickle  # noqa: E402
+
 FORMAT = "styleclip-mapper"
 VERSION = 1
 GROUPS = ("coarse", "medium", "fine")
@@ -62,8 +66,8 @@ def import_mapper(ckpt_path, out_path, num_ws=None):
     (the reference's default 1024 px: 18). Returns a summary dict.
     """
     try:
-        ckpt = torch.load(ckpt_path, map_location="cpu")
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is the same user error
+        ckpt = safe_pickle.torch_load(ckpt_path)
+    except Exception as e:  # noqa: BLE001 - a refusal or any unpickling failure: one line
         raise ValueError(f"cannot read mapper checkpoint '{ckpt_path}': {str(e).splitlines()[0]}") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ValueError(f"'{ckpt_path}' is not a StyleCLIP mapper checkpoint: expected a dict with 'state_dict'")
@@ -123,10 +127,10 @@ def import_mapper(ckpt_path, out_path, num_ws=None):
     try:
         torch.save(out, tmp)
         os.replace(tmp, out_path)
-    except OSError as e:
+    except (OSError, RuntimeError) as e:  # torch.save reports a missing folder as RuntimeError
         if os.path.exists(tmp):
             os.remove(tmp)
-        raise ValueError(f"cannot write '{out_path}': {e.strerror or e}") from None
+        raise ValueError(f"cannot write '{out_path}': {getattr(e, 'strerror', None) or e}") from None
     return {"file": str(out_path), "groups": groups, "num_ws": int(num_ws), "w_dim": int(w_dim),
             "prompt": meta["prompt"]}
 

@@ -50,6 +50,7 @@ struct EditOptions {
   int golden_tolerance = 1;
   std::string seeds;
   double truncation = 0.7;
+  std::optional<int64_t> class_index;
   std::string out = "styleclip-out";
   std::string device = "auto";
   std::string precision = "auto";
@@ -339,6 +340,8 @@ int run_edit(const EditOptions& o) {
                         "': values must be in [0, 1]");
   }
 
+  const auto seeds = o.seeds.empty() ? std::vector<uint64_t>{} : parse_seeds(o.seeds);
+
   const auto device = parse_device(o.device);
   const auto precision = parse_precision(o.precision, device);
   if (o.cuda_graph && o.method != "optimize") {
@@ -349,6 +352,8 @@ int run_edit(const EditOptions& o) {
   const auto models = resolve_models(o.models);
   const auto bundle = Bundle::open(models);
   const auto& ginfo = bundle.generator();
+  check_seeds(seeds, ginfo, models);
+  const auto class_index = check_class(o.class_index, ginfo, models, !seeds.empty(), "--seed");
   // Inputs: photos by their extension (read, detected and inverted below), latent files by
   // anything else.
   std::vector<InputFile> latent_inputs;
@@ -358,7 +363,7 @@ int run_edit(const EditOptions& o) {
   }
   const auto files = load_latent_files(latent_inputs, ginfo.num_ws, ginfo.w_dim);
   // Nothing usable at all: the one error is the answer (and nothing is written).
-  if (o.seeds.empty() && photo_inputs.empty() && !files.empty() &&
+  if (seeds.empty() && photo_inputs.empty() && !files.empty() &&
       std::all_of(files.begin(), files.end(),
                   [](const LoadedFile& f) { return !f.error.empty(); })) {
     if (files.size() == 1) throw input_error(files.front().error);
@@ -422,8 +427,7 @@ int run_edit(const EditOptions& o) {
     all_items.push_back(
         {"free", json{{"start", "w_avg"}}, gen.broadcast(gen.w_avg().unsqueeze(0)), {}, nullptr});
   } else {
-    all_items = collect_inputs(
-        gen, o.seeds.empty() ? std::vector<uint64_t>{} : parse_seeds(o.seeds), o.truncation, files);
+    all_items = collect_inputs(gen, seeds, o.truncation, class_index, files);
   }
   for (const auto& f : photo_inputs) {
     InputItem item{f.name,
@@ -791,6 +795,7 @@ void setup_edit(CLI::App& app, Registry& reg) {
   sub->add_option("--truncation", o->truncation, "truncation psi for --seed")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 2.0));
+  add_class_option(*sub, o->class_index);
   sub->add_option("--out", o->out, "output folder")->capture_default_str();
   add_device_options(*sub, o->device, o->precision);
   sub->add_option("--batch", o->batch, "inputs processed together")

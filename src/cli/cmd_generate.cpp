@@ -26,6 +26,7 @@ struct GenerateOptions {
   std::string seeds;
   std::vector<std::string> latents;
   double truncation = 0.7;
+  std::optional<int64_t> class_index;
   std::string out;
   bool save_styles = false;
   bool random_noise = false;
@@ -47,6 +48,8 @@ int run_generate(const GenerateOptions& o) {
   const auto bundle = Bundle::open(models);
   // Read every latent before loading the model or writing anything: a bad file fails fast.
   const auto& info = bundle.generator();
+  check_seeds(seeds, info, models);
+  const auto class_index = check_class(o.class_index, info, models, !seeds.empty(), "--seed");
   std::vector<InputFile> files;
   for (const auto& f : o.latents) files.push_back({f, fs::path(f).stem().string()});
   const auto latent_files = load_latent_files(files, info.num_ws, info.w_dim);
@@ -56,7 +59,7 @@ int run_generate(const GenerateOptions& o) {
   spdlog::info("generator {}x{} on {}", info.resolution, info.resolution, device.str());
 
   torch::NoGradGuard no_grad;
-  const auto items = collect_inputs(gen, seeds, o.truncation, latent_files);
+  const auto items = collect_inputs(gen, seeds, o.truncation, class_index, latent_files);
 
   const auto header = sidecar_header("generate", models, bundle.checksums());
   json summary = json::array();
@@ -122,6 +125,7 @@ void setup_generate(CLI::App& app, Registry& reg) {
                   "truncation psi toward w_avg for sampled seeds (1 = none)")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 2.0));
+  add_class_option(*sub, o->class_index);
   sub->add_option("--out", o->out, "output folder")->required();
   sub->add_flag("--save-styles", o->save_styles,
                 "also write <name>.styles.pt: the style-space tensors (a list, torch.load-able)");

@@ -29,6 +29,7 @@ struct PrepareCliOptions {
   int64_t images = 100;
   std::string layers;
   uint64_t seed = 5;
+  std::optional<int64_t> class_index;
   int64_t batch = 0;  // 0: automatic, see run_prepare
   int64_t chunk = 32;
   int64_t max_chunks = 0;
@@ -86,6 +87,7 @@ int run_prepare(const PrepareCliOptions& o) {
   const auto bundle = Bundle::open(models);
   const auto& info = bundle.generator();
   PrepareOptions p;
+  p.class_index = check_class(o.class_index, info, models, true, "--samples");
   p.samples = o.samples;
   p.images = o.images;
   p.seed = o.seed;
@@ -203,6 +205,7 @@ void setup_global(CLI::App& app, Registry& reg) {
   sub->add_option("--layers", o->layers,
                   "style layers, e.g. 0,2,3 (default: non-toRGB layers up to 128 px)");
   sub->add_option("--seed", o->seed, "seed of the W samples")->capture_default_str();
+  add_class_option(*sub, o->class_index);
   sub->add_option("--batch", o->batch,
                   "renders per generator call (default: 16 at 64 px down to 1 at 256 px on CPU, "
                   "256 on CUDA)")

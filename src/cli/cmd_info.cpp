@@ -37,6 +37,13 @@ int run_info(const InfoOptions& o) {
               << g.w_dim << ", z_dim " << g.z_dim << ", " << g.num_ws << " W+ rows, mapping depth "
               << g.n_mlp << "\n          style space: " << g.style_dims.size() << " layers, "
               << total << " channels (" << non_rgb << " outside toRGB)\n";
+    if (g.c_dim > 0) {
+      std::cout << "          conditional: " << g.c_dim << " classes (--class 0-" << g.c_dim - 1
+                << ")\n";
+    }
+    if (g.seed_convention == SeedConvention::kNumpyRandomState) {
+      std::cout << "          seeds: z as numpy's RandomState draws it (NVIDIA's generate.py)\n";
+    }
   }
   if (bundle.has("clip")) {
     const auto& c = bundle.clip();

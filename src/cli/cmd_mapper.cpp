@@ -34,6 +34,7 @@ struct MapperCliOptions {
   std::string latents;
   int64_t sample = 0;
   double truncation = 0.7;
+  std::optional<int64_t> class_index;
   std::string out;
   int64_t steps = 50000;
   int64_t batch = 2;
@@ -86,6 +87,7 @@ int run_mapper_train(const MapperCliOptions& o) {
   const auto models = resolve_models(o.models);
   const auto bundle = Bundle::open(models);
   const auto& info = bundle.generator();
+  const auto class_index = check_class(o.class_index, info, models, o.sample > 0, "--sample");
   torch::Tensor data;
   if (!o.latents.empty()) data = load_latents(o.latents, info.num_ws, info.w_dim);
 
@@ -111,7 +113,9 @@ int run_mapper_train(const MapperCliOptions& o) {
     torch::NoGradGuard no_grad;
     auto rng = at::make_generator<at::CPUGeneratorImpl>(o.seed);
     const auto z = torch::randn({o.sample, info.z_dim}, rng);
-    data = gen.broadcast(gen.truncate(gen.mapping(z), o.truncation)).cpu();
+    data = gen.broadcast(gen.truncate(gen.mapping(z, gen.class_label(class_index, o.sample)),
+                                      o.truncation))
+               .cpu();
   }
   // Held out: the last tenth (at least one row) when there are two rows or more.
   const int64_t n_all = data.size(0);
@@ -131,13 +135,14 @@ int run_mapper_train(const MapperCliOptions& o) {
   const fs::path ckpt = out.string() + ".ckpt";
   ensure_output_dir(out.parent_path().empty() ? fs::path(".") : out.parent_path());
 
-  const json run = {
-      {"text", o.text},
-      {"options", t.to_json()},
-      {"mapper", mo.to_json()},
-      {"data", o.latents.empty() ? json{{"sample", o.sample}, {"truncation", o.truncation}}
-                                 : json{{"latents", fs::absolute(o.latents).string()}}},
-      {"steps", o.steps}};
+  json data_source = o.latents.empty() ? json{{"sample", o.sample}, {"truncation", o.truncation}}
+                                       : json{{"latents", fs::absolute(o.latents).string()}};
+  if (class_index) data_source["class"] = *class_index;
+  const json run = {{"text", o.text},
+                    {"options", t.to_json()},
+                    {"mapper", mo.to_json()},
+                    {"data", data_source},
+                    {"steps", o.steps}};
   int64_t step = 0;
   json history = json::array();
   double interval_loss = 0;  // training loss summed since the last history entry
@@ -286,6 +291,7 @@ void setup_mapper(CLI::App& app, Registry& reg) {
                   "or: sample N latents from the generator (truncation --truncation)");
   sub->add_option("--truncation", o->truncation, "truncation psi for --sample")
       ->capture_default_str();
+  add_class_option(*sub, o->class_index);
   sub->add_option("--out", o->out, "the mapper file to write")->required();
   sub->add_option("--steps", o->steps,
                   "training steps (the reference's 50000; a few hundred to a few thousand already "

@@ -2,6 +2,8 @@
 
 #include <styleclip/error.h>
 #include <styleclip/io/atomic_file.h>
+#include <styleclip/models/bundle.h>
+#include <styleclip/models/numpy_random.h>
 
 #include <cctype>
 #include <chrono>
@@ -62,6 +64,54 @@ std::vector<uint64_t> parse_seeds(const std::string& spec) {
   }
   if (seeds.empty()) throw bad();
   return seeds;
+}
+
+void check_seeds(const std::vector<uint64_t>& seeds, const GeneratorInfo& info,
+                 const fs::path& models) {
+  if (info.seed_convention != SeedConvention::kNumpyRandomState) return;
+  for (const auto seed : seeds) {
+    if (seed > kNumpyMaxSeed) {
+      throw usage_error("invalid --seed " + std::to_string(seed) + ": model bundle '" +
+                        models.string() +
+                        "' draws z as NVIDIA's tools do, with numpy's RandomState, whose seeds are "
+                        "0-" +
+                        std::to_string(kNumpyMaxSeed));
+    }
+  }
+}
+
+void add_class_option(CLI::App& app, std::optional<int64_t>& target) {
+  app.add_option("--class", target,
+                 "class of the sampled latents, for a conditional generator (0 to classes - 1; "
+                 "styleclip info shows how many)")
+      ->check(CLI::NonNegativeNumber);
+}
+
+std::optional<int64_t> check_class(const std::optional<int64_t>& flag, const GeneratorInfo& info,
+                                   const fs::path& models, bool samples_z,
+                                   const std::string& sampled_by) {
+  const std::string bundle = "model bundle '" + models.string() + "'";
+  if (info.c_dim == 0) {
+    if (flag) {
+      throw usage_error("--class " + std::to_string(*flag) + " given, but " + bundle +
+                        " is unconditional (drop --class)");
+    }
+    return std::nullopt;
+  }
+  const std::string classes = bundle + " is conditional with " + std::to_string(info.c_dim) +
+                              " classes (0-" + std::to_string(info.c_dim - 1) + ")";
+  if (!samples_z) {
+    if (flag) {
+      throw usage_error("--class picks the class of latents sampled with " + sampled_by +
+                        ", and nothing is sampled here (drop --class)");
+    }
+    return std::nullopt;
+  }
+  if (!flag) throw usage_error("--class is required: " + classes);
+  if (*flag < 0 || *flag >= info.c_dim) {
+    throw usage_error("invalid --class " + std::to_string(*flag) + ": " + classes);
+  }
+  return flag;
 }
 
 void add_device_options(CLI::App& app, std::string& device, std::string& precision) {

@@ -9,11 +9,16 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+
+namespace styleclip {
+struct GeneratorInfo;  // models/bundle.h
+}  // namespace styleclip
 
 namespace styleclip::cli {
 
@@ -52,6 +57,21 @@ std::filesystem::path resolve_models(const std::string& flag);
 
 /// "7", "0-7", "1,4,9-11" → seeds. Throws a usage error naming the option on anything else.
 std::vector<uint64_t> parse_seeds(const std::string& spec);
+
+/// Usage error naming --seed when the bundle cannot draw one of `seeds` (numpy's RandomState,
+/// NVIDIA's convention, takes seeds up to 2^32 − 1 only).
+void check_seeds(const std::vector<uint64_t>& seeds, const GeneratorInfo& info,
+                 const std::filesystem::path& models);
+
+/// `--class N`: the class of a conditional generator's sampled latents.
+void add_class_option(CLI::App& app, std::optional<int64_t>& target);
+/// Checks `--class` against the bundle, before any model loads: required (and within
+/// 0..c_dim−1) on a conditional generator when the run samples z (`samples_z`), refused on an
+/// unconditional one, and refused where nothing is sampled (`sampled_by` names the option that
+/// samples, e.g. "--seed"). Returns the class to use (nullopt: none).
+std::optional<int64_t> check_class(const std::optional<int64_t>& flag, const GeneratorInfo& info,
+                                   const std::filesystem::path& models, bool samples_z,
+                                   const std::string& sampled_by);
 
 /// The fields every sidecar starts with: tool version, command, time, bundle and checksums.
 nlohmann::json sidecar_header(const std::string& command, const std::filesystem::path& models,

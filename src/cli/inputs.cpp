@@ -30,18 +30,18 @@ void require_all_readable(const std::vector<LoadedFile>& files) {
 }
 
 std::vector<InputItem> collect_inputs(const Generator& gen, const std::vector<uint64_t>& seeds,
-                                      double truncation, const std::vector<LoadedFile>& files) {
+                                      double truncation, std::optional<int64_t> class_index,
+                                      const std::vector<LoadedFile>& files) {
   torch::NoGradGuard no_grad;
   std::vector<InputItem> items;
+  const auto label = gen.class_label(class_index, 1);
   for (const auto seed : seeds) {
     char name[32];
     std::snprintf(name, sizeof name, "seed%04llu", static_cast<unsigned long long>(seed));
-    const auto w = gen.truncate(gen.mapping(gen.seed_z(seed).unsqueeze(0)), truncation);
-    items.push_back({name,
-                     nlohmann::json{{"seed", seed}, {"truncation", truncation}},
-                     gen.broadcast(w),
-                     {},
-                     nullptr});
+    const auto w = gen.truncate(gen.mapping(gen.seed_z(seed).unsqueeze(0), label), truncation);
+    nlohmann::json input{{"seed", seed}, {"truncation", truncation}};
+    if (class_index) input["class"] = *class_index;
+    items.push_back({name, std::move(input), gen.broadcast(w), {}, nullptr});
   }
   for (const auto& f : files) {
     const auto path = std::filesystem::absolute(f.file.path).lexically_normal().string();

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,9 +45,11 @@ std::vector<LoadedFile> load_latent_files(const std::vector<InputFile>& files, i
 /// partial success).
 void require_all_readable(const std::vector<LoadedFile>& files);
 
-/// Seeds first (z → mapping → truncation toward w_avg → W+), then every row of every file (a
-/// failed file is one item carrying its error).
+/// Seeds first (z → mapping, with the class label of `class_index` for a conditional generator →
+/// truncation toward w_avg → W+), then every row of every file (a failed file is one item
+/// carrying its error).
 std::vector<InputItem> collect_inputs(const Generator& gen, const std::vector<uint64_t>& seeds,
-                                      double truncation, const std::vector<LoadedFile>& files);
+                                      double truncation, std::optional<int64_t> class_index,
+                                      const std::vector<LoadedFile>& files);
 
 }  // namespace styleclip::cli

@@ -115,13 +115,15 @@ std::vector<int64_t> default_global_layers(const GeneratorInfo& info) {
 }
 
 json PrepareOptions::to_json() const {
-  return {{"samples", samples},
-          {"images", images},
-          {"layers", layers},
-          {"seed", seed},
-          {"truncation", truncation},
-          {"sigma", sigma},
-          {"precision", to_string(precision)}};
+  json j = {{"samples", samples},
+            {"images", images},
+            {"layers", layers},
+            {"seed", seed},
+            {"truncation", truncation},
+            {"sigma", sigma},
+            {"precision", to_string(precision)}};
+  if (class_index) j["class"] = *class_index;
+  return j;
 }
 
 std::vector<int64_t> GlobalStats::offsets(const GeneratorInfo& info) const {
@@ -215,7 +217,7 @@ StyleStatistics style_statistics(const Generator& gen, const PrepareOptions& o) 
     const int64_t n = std::min(kChunk, o.samples - start);
     const auto z =
         torch::randn({n, info.z_dim}, rng, torch::TensorOptions().dtype(torch::kFloat32));
-    const auto w = gen.truncate(gen.mapping(z), o.truncation);
+    const auto w = gen.truncate(gen.mapping(z, gen.class_label(o.class_index, n)), o.truncation);
     const auto s = gen.styles(gen.broadcast(w));
     const int64_t take = std::min(n, o.images - kept);
     for (size_t l = 0; l < n_layers; ++l) {

@@ -49,6 +49,27 @@ GeneratorInfo parse_generator(const json& g, const fs::path& mpath) {
   info.resolution = positive(g, "resolution", mpath, "generator");
   info.w_dim = positive(g, "w_dim", mpath, "generator");
   info.z_dim = positive(g, "z_dim", mpath, "generator");
+  // Both absent from bundles exported before conditional NVIDIA generators were read.
+  if (g.contains("c_dim")) {
+    info.c_dim = field<int>(g, "c_dim", mpath, "generator");
+    if (info.c_dim < 0) {
+      throw bundle_error("invalid manifest '" + mpath.string() +
+                         "': field 'generator.c_dim' must be 0 or more, found " +
+                         std::to_string(info.c_dim));
+    }
+  }
+  if (g.contains("seed_convention")) {
+    const auto convention = field<std::string>(g, "seed_convention", mpath, "generator");
+    if (convention == to_string(SeedConvention::kTorch)) {
+      info.seed_convention = SeedConvention::kTorch;
+    } else if (convention == to_string(SeedConvention::kNumpyRandomState)) {
+      info.seed_convention = SeedConvention::kNumpyRandomState;
+    } else {
+      throw bundle_error("invalid manifest '" + mpath.string() +
+                         "': field 'generator.seed_convention' is '" + convention +
+                         "', expected \"torch\" or \"numpy-randomstate\" (re-export the bundle)");
+    }
+  }
   info.num_ws = positive(g, "num_ws", mpath, "generator");
   info.n_mlp = positive(g, "n_mlp", mpath, "generator");
   info.style_dims = field<std::vector<int>>(g, "style_dims", mpath, "generator");
@@ -88,6 +109,16 @@ ClipInfo parse_clip(const json& c, const fs::path& mpath) {
 }
 
 }  // namespace
+
+const char* to_string(SeedConvention convention) {
+  switch (convention) {
+    case SeedConvention::kTorch:
+      return "torch";
+    case SeedConvention::kNumpyRandomState:
+      return "numpy-randomstate";
+  }
+  return "torch";
+}
 
 Bundle Bundle::open(const fs::path& dir, Verify verify) {
   Bundle b;

@@ -1,5 +1,6 @@
 #include <styleclip/error.h>
 #include <styleclip/models/generator.h>
+#include <styleclip/models/numpy_random.h>
 #include <styleclip/models/script_module.h>
 #include <styleclip/runtime.h>
 
@@ -31,6 +32,12 @@ Generator::Generator(const Bundle& bundle, torch::Device device)
   impl_->module = load_script_module(path, device, "generator",
                                      {"mapping", "styles", "synthesis", "synthesis_from_styles"},
                                      "re-export it with scripts/export_bundle.py --stylegan CKPT");
+  if (conditional() && !impl_->module.find_method("mapping_conditional")) {
+    throw bundle_error("generator '" + impl_->path +
+                       "' has no method 'mapping_conditional', which a " +
+                       "conditional generator (c_dim " + std::to_string(info_.c_dim) +
+                       " in manifest.json) needs: re-export it with scripts/export_bundle.py");
+  }
   if (!impl_->module.hasattr("w_avg")) {
     throw bundle_error("'" + impl_->path + "' is not a styleclip generator: it has no 'w_avg'");
   }
@@ -49,7 +56,8 @@ Generator::Generator(const Bundle& bundle, torch::Device device)
   torch::Tensor w;
   std::vector<torch::Tensor> s;
   try {
-    w = mapping(torch::zeros({1, info_.z_dim}, torch::TensorOptions().device(device)));
+    w = mapping(torch::zeros({1, info_.z_dim}, torch::TensorOptions().device(device)),
+                conditional() ? class_label(0, 1) : torch::Tensor());
     s = styles(broadcast(w_avg_.unsqueeze(0)));
   } catch (const Error&) {
     throw;
@@ -72,18 +80,59 @@ Generator::Generator(const Bundle& bundle, torch::Device device)
 }
 
 torch::Tensor Generator::seed_z(uint64_t seed) const {
+  if (info_.seed_convention == SeedConvention::kNumpyRandomState) {
+    if (seed > kNumpyMaxSeed) {
+      throw input_error("seed " + std::to_string(seed) +
+                        " is out of range: this generator draws z as numpy's RandomState, whose "
+                        "seeds are 0-" +
+                        std::to_string(kNumpyMaxSeed));
+    }
+    auto z = numpy_randn(static_cast<uint32_t>(seed), info_.z_dim);
+    return torch::tensor(z, torch::TensorOptions().dtype(torch::kFloat32)).to(device_);
+  }
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   return torch::randn({info_.z_dim}, gen, torch::TensorOptions().dtype(torch::kFloat32))
       .to(device_);
 }
 
-torch::Tensor Generator::mapping(const torch::Tensor& z) const {
+torch::Tensor Generator::class_label(std::optional<int64_t> class_index, int64_t batch) const {
+  if (!class_index) return {};
+  if (!conditional()) {
+    throw input_error("class " + std::to_string(*class_index) +
+                      " given, but the generator is unconditional (it takes no class)");
+  }
+  if (*class_index < 0 || *class_index >= info_.c_dim) {
+    throw input_error("class " + std::to_string(*class_index) +
+                      " is out of range: the generator has " + std::to_string(info_.c_dim) +
+                      " classes (0-" + std::to_string(info_.c_dim - 1) + ")");
+  }
+  auto c = torch::zeros({batch, info_.c_dim}, torch::TensorOptions().dtype(torch::kFloat32));
+  c.select(1, *class_index).fill_(1.0);
+  return c.to(device_);
+}
+
+torch::Tensor Generator::mapping(const torch::Tensor& z, const torch::Tensor& c) const {
   if (z.dim() != 2 || z.size(1) != info_.z_dim) {
     throw input_error("mapping input has shape " + shape_str(z) + ", expected [N, " +
                       std::to_string(info_.z_dim) + "]");
   }
+  torch::Tensor w;
+  if (conditional()) {
+    if (!c.defined() || c.dim() != 2 || c.size(0) != z.size(0) || c.size(1) != info_.c_dim) {
+      throw input_error("the generator is conditional: mapping needs a class label of shape [" +
+                        std::to_string(z.size(0)) + ", " + std::to_string(info_.c_dim) + "], got " +
+                        (c.defined() ? shape_str(c) : std::string("none")));
+    }
+    w = impl_->module.get_method("mapping_conditional")({z.to(device_), c.to(device_)}).toTensor();
+  } else {
+    if (c.defined() && c.numel() > 0) {
+      throw input_error("the generator is unconditional: mapping takes no class label (got " +
+                        shape_str(c) + ")");
+    }
+    w = impl_->module.get_method("mapping")({z.to(device_)}).toTensor();
+  }
   // Outputs go back to fp32 (a no-op without autocast): latents stay fp32 under --precision.
-  return impl_->module.get_method("mapping")({z.to(device_)}).toTensor().to(torch::kFloat32);
+  return w.to(torch::kFloat32);
 }
 
 torch::Tensor Generator::truncate(const torch::Tensor& w, double psi) const {

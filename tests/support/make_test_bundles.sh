@@ -41,4 +41,24 @@ fi
 if [ -f "$fixtures/arcface-irse50/narrow.pth" ]; then
   "${export[@]}" --identity "$fixtures/arcface-irse50/narrow.pth" --out "$out/irse50_narrow"
 fi
+# nvidia / nvidia_cond: generators in NVIDIA's pickle format (the reference pickles made with
+# NVIDIA's code when present, else pickles laid out the same way by tests/python/nvidia_pickle.py),
+# each with a tiny random CLIP on the demonstration bundle's own vocabulary and a tiny identity
+# model, so every engine runs on an NVIDIA bundle from this repository alone.
+vocab_demo="$src/models/demo/vocab.txt.gz"
+merges_demo=$("$py" -c "import json,sys; print(json.load(open(sys.argv[1]))['clip']['vocab_merges'])" \
+  "$src/models/demo/manifest.json")
+for kind in nvidia nvidia_cond; do
+  if [ "$kind" = nvidia ]; then fixture=ada_tiny64 synth=(--resolution 32 --z-dim 24); else
+    fixture=ada_cond32 synth=(--resolution 32 --c-dim 3); fi
+  pkl="$fixtures/stylegan-nvidia/$fixture.pkl"
+  if [ ! -f "$pkl" ]; then
+    pkl="$out/$kind.pkl"
+    "$py" "$src/tests/python/nvidia_pickle.py" "$pkl" "${synth[@]}" --seed 7
+  fi
+  "${export[@]}" --stylegan "$pkl" --out "$out/$kind"
+  "${export[@]}" --random-clip tiny --seed 2 --vocab "$vocab_demo" --vocab-merges "$merges_demo" \
+    --out "$out/$kind"
+  "${export[@]}" --random-identity 8 --seed 4 --out "$out/$kind"
+done
 echo "test bundles ready in $out"

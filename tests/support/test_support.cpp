@@ -138,6 +138,12 @@ RunResult run_program(const std::vector<std::string>& args) {
   return r;
 }
 
+RunResult export_stylegan_fixture(const std::string& fixture, const fs::path& out) {
+  return run_program({STYLECLIP_PYTHON,
+                      (fs::path(STYLECLIP_SOURCE_DIR) / "scripts/export_bundle.py").string(),
+                      "--stylegan", (fixtures_dir() / fixture).string(), "--out", out.string()});
+}
+
 fs::path bundle_with_replaced(const fs::path& bundle, const std::string& part,
                               const fs::path& replacement, const fs::path& dir) {
   fs::create_directories(dir);

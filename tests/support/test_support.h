@@ -74,6 +74,10 @@ int start_program(const std::vector<std::string>& args, const std::filesystem::p
 /// Waits for a started program: its exit code, or 128 + the signal that killed it.
 int wait_program(int pid);
 
+/// Exports the checkpoint `fixture` (relative to fixtures_dir(), e.g. an NVIDIA .pkl) into the
+/// bundle folder `out` with scripts/export_bundle.py --stylegan, as a user would.
+RunResult export_stylegan_fixture(const std::string& fixture, const std::filesystem::path& out);
+
 /// A copy of `bundle` in `dir` whose `part` file is replaced by `replacement`, with the manifest's
 /// size and checksum updated: the bundle is consistent, only the file's contents are wrong.
 std::filesystem::path bundle_with_replaced(const std::filesystem::path& bundle,

@@ -155,6 +155,42 @@ TEST_F(BrokenBundle, WrongFieldType) {
   EXPECT_NE(m.find("field 'generator.w_dim' has the wrong type"), std::string::npos) << m;
 }
 
+TEST_F(BrokenBundle, ClassesAndSeedConvention) {
+  // Bundles exported before NVIDIA pickles were read have neither field.
+  manifest_["generator"].erase("c_dim");
+  manifest_["generator"].erase("seed_convention");
+  save();
+  auto b = Bundle::open(dir_);
+  EXPECT_EQ(b.generator().c_dim, 0);
+  EXPECT_EQ(b.generator().seed_convention, SeedConvention::kTorch);
+  manifest_["generator"]["c_dim"] = 5;
+  manifest_["generator"]["seed_convention"] = "numpy-randomstate";
+  save();
+  b = Bundle::open(dir_);
+  EXPECT_EQ(b.generator().c_dim, 5);
+  EXPECT_EQ(b.generator().seed_convention, SeedConvention::kNumpyRandomState);
+  manifest_["generator"]["seed_convention"] = "torch";
+  save();
+  EXPECT_EQ(Bundle::open(dir_).generator().seed_convention, SeedConvention::kTorch);
+
+  manifest_["generator"]["seed_convention"] = "numpy";
+  save();
+  auto m = open_error();
+  EXPECT_NE(m.find("field 'generator.seed_convention' is 'numpy', expected \"torch\" or "
+                   "\"numpy-randomstate\""),
+            std::string::npos)
+      << m;
+  manifest_["generator"]["seed_convention"] = "torch";
+  manifest_["generator"]["c_dim"] = -1;
+  save();
+  m = open_error();
+  EXPECT_NE(m.find("field 'generator.c_dim' must be 0 or more, found -1"), std::string::npos) << m;
+  manifest_["generator"]["c_dim"] = "five";
+  save();
+  m = open_error();
+  EXPECT_NE(m.find("field 'generator.c_dim' has the wrong type"), std::string::npos) << m;
+}
+
 TEST_F(BrokenBundle, AbsentPartIsAClearError) {
   manifest_["files"].erase("clip");
   manifest_.erase("clip");

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,9 @@ struct PrepareOptions {
   std::vector<int64_t> layers;  ///< empty: default_global_layers
   uint64_t seed = 5;            ///< the reference samples with RandomState(5)
   double truncation = 0.7;
+  /// The class of the sampled W, for a conditional generator (statistics are per class); nullopt
+  /// for an unconditional one.
+  std::optional<int64_t> class_index;
   double sigma = 5.0;  ///< perturbation in standard deviations
   int64_t batch = 64;  ///< renders per generator call
   /// Reuse the layers before the perturbed one (computed once per sample image) when the

@@ -17,11 +17,23 @@
 
 namespace styleclip {
 
+/// How a seed becomes the latent z (`Generator::seed_z`): the convention of the tools the
+/// checkpoint came with, so that a seed shows the same image here as there.
+enum class SeedConvention {
+  kTorch,             ///< `torch.manual_seed(seed); torch.randn(z_dim)` (manifest "torch")
+  kNumpyRandomState,  ///< `np.random.RandomState(seed).randn(z_dim)`, as NVIDIA's generate.py
+                      ///< (manifest "numpy-randomstate"); seeds 0 to 2^32 - 1 only
+};
+/// The manifest's spelling of a convention.
+const char* to_string(SeedConvention convention);
+
 /// Dimensions of the bundle's StyleGAN2 generator, as recorded by the exporter.
 struct GeneratorInfo {
   int resolution = 0;
   int w_dim = 0;
   int z_dim = 0;
+  int c_dim = 0;  ///< classes of a conditional generator (one-hot labels); 0: unconditional
+  SeedConvention seed_convention = SeedConvention::kTorch;
   int num_ws = 0;                  ///< rows of W+
   int n_mlp = 0;                   ///< mapping network depth
   std::vector<int> style_dims;     ///< channels of each style layer, StyleSpace order

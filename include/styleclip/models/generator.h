@@ -1,7 +1,8 @@
 // styleclip/models/generator.h — the bundle's StyleGAN2 generator (TorchScript) behind a C++ API.
 //
 // Wraps `generator.pt` as written by scripts/export_bundle.py (rosinality's architecture,
-// algorithms §8): mapping z → w, truncation toward w_avg, W → W+ broadcast, W+ → style space S
+// algorithms §8): mapping z → w (with a class label for a conditional generator: the module's
+// `mapping_conditional`), truncation toward w_avg, W → W+ broadcast, W+ → style space S
 // (StyleSpace order, §3.1), and synthesis from W+ or S. Construction checks the module's methods
 // and runs mapping and styles once on the device to check every shape against the manifest.
 // Every method is const and safe to call from one thread at a time; the module is frozen
@@ -10,6 +11,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include <torch/types.h>
@@ -27,12 +30,23 @@ class Generator {
   /// The truncation centre [w_dim] (the checkpoint's latent_avg).
   [[nodiscard]] const torch::Tensor& w_avg() const { return w_avg_; }
 
-  /// The latent z for a seed: N(0, 1) of shape [z_dim] drawn from a CPU generator seeded with
-  /// `seed` (the same numbers as `torch.manual_seed(seed); torch.randn(z_dim)` in Python).
+  /// The latent z for a seed, [z_dim] fp32, drawn as the bundle's seed convention says: for
+  /// "torch" the same numbers as `torch.manual_seed(seed); torch.randn(z_dim)` in Python, for
+  /// "numpy-randomstate" `np.random.RandomState(seed).randn(z_dim)` cast to float32 (NVIDIA's
+  /// generate.py). Throws an input error for a numpy seed above 2^32 − 1, which numpy refuses.
   [[nodiscard]] torch::Tensor seed_z(uint64_t seed) const;
 
-  /// z [B, z_dim] → w [B, w_dim].
-  [[nodiscard]] torch::Tensor mapping(const torch::Tensor& z) const;
+  /// Whether the mapping needs a class label (info().c_dim > 0).
+  [[nodiscard]] bool conditional() const { return info_.c_dim > 0; }
+  /// The label rows [batch, c_dim] on the device for class `class_index`: one-hot, fp32
+  /// (`c[:, N] = 1`, as NVIDIA's generate.py builds it); undefined for nullopt (an
+  /// unconditional generator's "no label"). Throws an input error when the class is out of range
+  /// or the generator is unconditional.
+  [[nodiscard]] torch::Tensor class_label(std::optional<int64_t> class_index, int64_t batch) const;
+
+  /// z [B, z_dim] → w [B, w_dim]. A conditional generator needs its label c [B, c_dim]
+  /// (class_label); an unconditional one takes none (c undefined). Input error otherwise.
+  [[nodiscard]] torch::Tensor mapping(const torch::Tensor& z, const torch::Tensor& c = {}) const;
   /// w' = w_avg + psi·(w − w_avg), for [B, w_dim] or [B, num_ws, w_dim].
   [[nodiscard]] torch::Tensor truncate(const torch::Tensor& w, double psi) const;
   /// [B, w_dim] → [B, num_ws, w_dim].
