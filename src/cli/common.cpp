@@ -7,6 +7,7 @@
 
 #include <cctype>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -78,6 +79,23 @@ void check_seeds(const std::vector<uint64_t>& seeds, const GeneratorInfo& info,
                         std::to_string(kNumpyMaxSeed));
     }
   }
+}
+
+void require_finite_numbers(CLI::App& app) {
+  const CLI::Validator finite(
+      [](std::string& value) {
+        char* end = nullptr;
+        const double v = std::strtod(value.c_str(), &end);
+        if (end != value.c_str() && !std::isfinite(v)) {
+          return std::string("must be a finite number, found '") + value + "'";
+        }
+        return std::string();  // anything else is the option's own type check to judge
+      },
+      "", "finite");
+  for (auto* opt : app.get_options()) {
+    if (opt->get_type_name().rfind("FLOAT", 0) == 0) opt->check(finite);  // "FLOAT:" + checks
+  }
+  for (auto* sub : app.get_subcommands({})) require_finite_numbers(*sub);
 }
 
 void add_class_option(CLI::App& app, std::optional<int64_t>& target) {

@@ -63,6 +63,10 @@ std::vector<uint64_t> parse_seeds(const std::string& spec);
 void check_seeds(const std::vector<uint64_t>& seeds, const GeneratorInfo& info,
                  const std::filesystem::path& models);
 
+/// Adds to every floating-point option of `app` and its subcommands a check that refuses NaN and
+/// ±inf (CLI11's range checks let NaN through: every comparison with it is false).
+void require_finite_numbers(CLI::App& app);
+
 /// `--class N`: the class of a conditional generator's sampled latents.
 void add_class_option(CLI::App& app, std::optional<int64_t>& target);
 /// Checks `--class` against the bundle, before any model loads: required (and within

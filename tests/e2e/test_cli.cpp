@@ -4,6 +4,7 @@
 #include <styleclip/io/latent_io.h>
 
 #include <fstream>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -257,6 +258,69 @@ TEST(Cli, OtherGeneratorSizeWorksUnchanged) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(json::parse(r.out)["count"], 1);
   EXPECT_EQ(read_image_rgb(tmp / "seed0001.png").sizes(), (std::vector<int64_t>{16, 16, 3}));
+}
+
+}  // namespace
+}  // namespace styleclip
+
+namespace styleclip {
+namespace {
+
+/// The options `styleclip CMD... --help` lists as taking a FLOAT.
+std::vector<std::string> float_options(const std::vector<std::string>& cmd) {
+  auto args = cmd;
+  args.push_back("--help");
+  const auto r = test::styleclip(args);
+  std::vector<std::string> out;
+  std::istringstream lines(r.out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::istringstream words(line);
+    std::string name;
+    std::string type;
+    words >> name >> type;
+    const auto comma = name.rfind(',');
+    if (comma != std::string::npos) name = name.substr(comma + 1);
+    if (name.rfind("--", 0) == 0 && type.rfind("FLOAT", 0) == 0) out.push_back(name);
+  }
+  return out;
+}
+
+// Every floating-point option of every command refuses NaN and ±inf with a one-line usage error
+// naming it, before anything runs (CLI11's range checks alone let NaN through).
+TEST(CliOptions, EveryFloatOptionRefusesNonFiniteNumbers) {
+  const std::vector<std::vector<std::string>> commands = {{"info"},
+                                                          {"generate"},
+                                                          {"edit"},
+                                                          {"global", "prepare"},
+                                                          {"mapper", "train"},
+                                                          {"tokenize"},
+                                                          {"embed"},
+                                                          {"compare"},
+                                                          {"align"},
+                                                          {"invert"}};
+  int checked = 0;
+  test::TempDir tmp;
+  for (const auto& cmd : commands) {
+    for (const auto& opt : float_options(cmd)) {
+      for (const std::string bad : {"nan", "inf", "-inf", "NaN"}) {
+        auto args = cmd;
+        args.insert(args.end(), {opt, bad, "--out", (tmp / "out").string()});
+        const auto r = test::styleclip(args);
+        const auto where = cmd.front() + " " + opt + " " + bad;
+        EXPECT_EQ(r.code, 2) << where << ": " << r.err;
+        // ±inf may meet a range check first; NaN passes every range check, so "finite" catches it.
+        const std::string says =
+            (bad == "nan" || bad == "NaN") ? ": must be a finite number" : ": ";
+        EXPECT_NE(r.err.find(opt + says), std::string::npos) << where << ": " << r.err;
+        EXPECT_FALSE(std::filesystem::exists(tmp / "out")) << where;
+        ++checked;
+      }
+    }
+  }
+  // generate --truncation, edit's strengths and weights, global prepare's sigma, ...: the table
+  // must not be empty because the help format changed.
+  EXPECT_GE(checked, 4 * 15);
 }
 
 }  // namespace
