@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gpu_check.sh — build the engines against this machine's PyTorch LibTorch, run the `gpu` tests
-# and time every engine against the same computation in Python/PyTorch (issue #10).
+# and time every engine against the same computation in Python/PyTorch.
 #
 # Made for a GPU machine that has PyTorch 2.x with CUDA, CMake and a C++ compiler but no internet,
 # no OpenCV and none of the other Debian development packages. What the build needs besides
@@ -254,7 +254,7 @@ for b in $bundles; do
     record "$tag" "$r"
     say "$tag done"
   done
-  # Photos (issue #7): the e4e encoder and LPIPS at their published sizes on the real bundle
+  # Photos: the e4e encoder and LPIPS at their published sizes on the real bundle
   # (narrow ones on the CI-sized bundles); fp32, the Python side has no autocast. Not in --quick.
   if [ $quick -eq 0 ]; then
     photo_args="--random-encoder 8 --random-lpips 8"

@@ -1,7 +1,7 @@
 // styleclip/error.h — the library's one exception type and the CLI's exit codes.
 //
 // The library throws `styleclip::Error` with a category; only `main` turns the category into
-// an exit code (SPEC §4). Messages follow STYLE.md's grammar: lower-case, the offending value
+// an exit code. Messages are lower-case, the offending value
 // quoted, the cause after a colon, and a hint for the fix where there is one:
 //   cannot read latent 'x.pt': file does not exist
 #pragma once
@@ -11,7 +11,7 @@
 
 namespace styleclip {
 
-/// Process exit codes, stable and documented in the README (SPEC §4).
+/// Process exit codes, stable and documented in the README.
 enum class ExitCode : int {
   kOk = 0,
   kSomeInputsFailed = 1,

@@ -1,6 +1,6 @@
 """Writing a bundle folder: manifest.json with dimensions, provenance and sha256 of each file.
 
-The manifest schema is read by the C++ loader (`src/models/bundle.cpp`); see SPEC §3.
+The manifest schema is read by the C++ loader (`src/models/bundle.cpp`).
 """
 
 import datetime

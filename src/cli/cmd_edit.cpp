@@ -77,7 +77,7 @@ struct EditOptions {
   bool no_templates = false;
   std::string strength_sweep;
   std::string threshold_sweep;
-  // photos (issue #7)
+  // photos
   PhotoOptions photo;
   bool paste_back = true;
 };

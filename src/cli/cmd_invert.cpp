@@ -1,4 +1,4 @@
-// `styleclip invert` — the W+ code of each photo's face (issue #7): align (when a face detector
+// `styleclip invert` — the W+ code of each photo's face: align (when a face detector
 // is at hand and the input is not already an aligned crop), then the optimisation projector
 // (engines/invert). The result is cached beside the outputs, keyed by the image's checksum, the
 // generator's checksum and the options: inverting the same photo again is skipped.

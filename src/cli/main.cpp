@@ -1,4 +1,4 @@
-// styleclip — edit images with words. The thin CLI over styleclip::core (SPEC §4).
+// styleclip — edit images with words. The thin CLI over styleclip::core.
 #include <styleclip/error.h>
 #include <styleclip/runtime.h>
 

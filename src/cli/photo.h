@@ -1,4 +1,4 @@
-// src/cli/photo.h — a photo made editable (issue #7): read, detect the face, FFHQ-align it, invert
+// src/cli/photo.h — a photo made editable: read, detect the face, FFHQ-align it, invert
 // the crop to W+ (engines/invert), and cache the inversion beside the outputs. Shared by
 // `styleclip invert` and `styleclip edit PHOTO`, so that inverting a photo with one and editing it
 // with the other reuses the same cache.

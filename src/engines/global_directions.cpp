@@ -282,7 +282,7 @@ torch::Tensor channel_directions(const Generator& gen, const Clip& clip,
   const auto mean_l = stats.mean[lu].to(dev);
   const auto std_l = stats.std[lu].to(dev);
   // The layers before the perturbed one see the same styles for every channel and sign: render
-  // them once per sample image and finish each job from there (issue #6; exact, fixed noise).
+  // them once per sample image and finish each job from there (exact, fixed noise).
   std::vector<torch::Tensor> prefix;
   const int64_t upto = gen.conv_index_of_layer(layer);
   if (upto > 0 && o.prefix_cache_mib > 0 && gen.has_prefix_synthesis()) {

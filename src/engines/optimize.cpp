@@ -118,7 +118,7 @@ OptimizeResult optimize(const Generator& gen, const Clip& clip, const IdentityMo
   gen.check_wplus(ws0, "start latent");
   const auto dev = gen.device();
   check_cuda_graph(o, dev);
-  // Every forward pass below, the final metrics included, at the chosen precision (issue #10).
+  // Every forward pass below, the final metrics included, at the chosen precision.
   const PrecisionScope precision(o.precision, dev);
   const auto w0 = ws0.to(dev).detach().contiguous();
   const int64_t n = w0.size(0);
@@ -158,7 +158,7 @@ OptimizeResult optimize(const Generator& gen, const Clip& clip, const IdentityMo
   res.rows.resize(static_cast<size_t>(n));
   // Every piece of per-step state lives on the device and is updated in place: the loop feeds
   // a GPU without waiting (one small host check every kSyncEvery steps: are all rows dead?), and
-  // with `cuda_graph` one captured step replays against the same tensors (issue #10).
+  // with `cuda_graph` one captured step replays against the same tensors.
   constexpr int kSyncEvery = 10;
   const auto on_dev = torch::TensorOptions().device(dev);
   auto active = torch::ones({n}, on_dev.dtype(torch::kBool));

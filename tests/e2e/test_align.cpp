@@ -1,4 +1,4 @@
-// Photos (issue #7): the FFHQ quad from landmarks, the aligned crop, paste-back, YuNet detection
+// Photos: the FFHQ quad from landmarks, the aligned crop, paste-back, YuNet detection
 // on the fixture photos, and `styleclip align` end to end with its error paths.
 #include <styleclip/error.h>
 #include <styleclip/io/face_align.h>
@@ -420,7 +420,7 @@ TEST(InvertCli, PhotoWithoutAFaceExitsFour) {
 }  // namespace
 }  // namespace styleclip
 
-// `styleclip edit PHOTO`: detect → align → invert → edit → paste back (issue #7 §4).
+// `styleclip edit PHOTO`: detect → align → invert → edit → paste back.
 namespace styleclip {
 namespace {
 
@@ -642,7 +642,7 @@ TEST(PhotoIo, PixelLimitIsCheckedFromTheHeaderAndOddFormatsBecomeRgb) {
 }  // namespace
 }  // namespace styleclip
 
-// The e4e encoder (issue #7 §3, --with encoder): a random one from the exporter, in the bundle.
+// The e4e encoder (--with encoder): a random one from the exporter, in the bundle.
 namespace styleclip {
 namespace {
 

@@ -1,4 +1,4 @@
-// CUDA (issue #10, label `gpu`): every engine on the GPU gives what it gives on the CPU, the
+// CUDA (label `gpu`): every engine on the GPU gives what it gives on the CPU, the
 // lower precisions stay within their tolerances, and peak GPU memory is readable. Skips where
 // LibTorch sees no CUDA device (every CI run); scripts/gpu_check.sh runs it on a GPU machine.
 // The bundle: $STYLECLIP_GPU_TEST_BUNDLE (gpu_check.sh makes one), else the tests' tiny bundle.

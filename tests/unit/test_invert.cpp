@@ -1,4 +1,4 @@
-// Inversion by optimisation (issue #7) on the tiny random bundle: the projector lowers its loss
+// Inversion by optimisation on the tiny random bundle: the projector lowers its loss
 // and raises PSNR toward an image the generator can make, pixel-only and with the CLIP term.
 #include <styleclip/engines/invert.h>
 #include <styleclip/error.h>

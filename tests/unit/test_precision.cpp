@@ -1,4 +1,4 @@
-// --precision (issue #10): parsing, and on the CPU that bf16 autocast really changes the models'
+// --precision: parsing, and on the CPU that bf16 autocast really changes the models'
 // arithmetic while the losses stay within a stated tolerance of fp32, the latents and optimiser
 // state stay fp32, and the previous autocast state comes back when a scope ends.
 #include <styleclip/engines/mapper.h>

@@ -1,5 +1,5 @@
 // styleclip/engines/invert.h — inversion by optimisation: the W+ code whose image matches a given
-// image (issue #7, "--with optimize"; a projector in the spirit of StyleGAN2's, see SPEC §3).
+// image ("--with optimize"; a projector in the spirit of StyleGAN2's).
 //
 // Adam on W+ from the generator's w_avg (or a given start, e.g. an encoder's answer) against
 //   λ_pix·mean((G(w) − x)²) + λ_clip·(1 − cos(CLIP(G(w)), CLIP(x)))

@@ -69,7 +69,7 @@ std::pair<int64_t, int64_t> mapper_group_rows(int group, int64_t num_ws);
 /// What PixelNorm normalises over in each group's input [B, rows, w_dim].
 enum class PixelNormMode {
   kRows,  ///< over the group's W+ rows (dim 1): the reference's behaviour, needed by its mappers
-  kFeatures,  ///< over the w_dim features (dim 2): what PixelNorm means in StyleGAN (issue #82)
+  kFeatures,  ///< over the w_dim features (dim 2): what PixelNorm means in StyleGAN
 };
 std::string to_string(PixelNormMode m);
 /// "rows" or "features"; usage error otherwise.

@@ -1,4 +1,4 @@
-// styleclip/io/latent_io.h — latent files in and out (SPEC §4).
+// styleclip/io/latent_io.h — latent files in and out.
 //
 // Reads `.pt` files written by Python's `torch.save(tensor)` (zip format) and NumPy `.npy`
 // files (float16/32/64, C order), and normalises the shapes users have to [N, num_ws, w_dim]:

@@ -1,7 +1,7 @@
 // styleclip/io/verify_cache.h — remembers which files were found to have which sha256, so that an
 // unchanged model file is not hashed again by every command.
 //
-// Why: `Bundle::open` checks every file's sha256 (SPEC §3). A real bundle (FFHQ generator,
+// Why: `Bundle::open` checks every file's sha256. A real bundle (FFHQ generator,
 // CLIP ViT-B/32, e4e encoder, ArcFace, LPIPS) is about 2 GB, which this machine hashes at about
 // 1 GB/s with its SHA instructions and 200 MB/s without: 2–10 s before every command, even
 // `tokenize`, and 100–500 times a 20 ms global edit.

@@ -4,7 +4,7 @@
 //   by u, then average pool by k) as the separable linear map out = R·img·Rᵀ, never materialising
 //   the upsampled image (3×7168×7168 floats for 1024 px).
 // * `ClipLoss`: 1 − cos(E_img(resize(x)), E_txt(t)) per image, with the reference's raw [-1, 1]
-//   input (its known quirk, issue #38) or CLIP's normalisation.
+//   input (its known quirk) or CLIP's normalisation.
 // * `latent_l2`: the reference's sum of squares (not a mean, not a norm) per input.
 // * `IdentityLoss`: 1 − ⟨ArcFace(x̂), ArcFace(x₀)⟩ per image.
 // All return one value per batch row, so batched inputs keep their own losses.

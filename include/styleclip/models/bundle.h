@@ -1,4 +1,4 @@
-// styleclip/models/bundle.h — a model bundle folder and its manifest (SPEC §3).
+// styleclip/models/bundle.h — a model bundle folder and its manifest.
 //
 // `Bundle::open` reads `manifest.json`, checks its format and version, that every listed file
 // exists with the recorded size and sha256 (hashing only files written since they last matched:

@@ -1,5 +1,5 @@
 // styleclip/models/lpips.h — the bundle's LPIPS-VGG perceptual distance (optional), the photo
-// projector's perceptual loss when present (issue #7; Zhang et al. 2018, version 0.1).
+// projector's perceptual loss when present (Zhang et al. 2018, version 0.1).
 //
 // Wraps `lpips.pt` as written by scripts/export_bundle.py --lpips (VGG16 features from
 // torchvision's weights, LPIPS' linear layers). Frozen; differentiable in both inputs.
