@@ -1,14 +1,14 @@
 // Fuzzes the prompts-file reader of `edit --prompts`.
 #include <styleclip/error.h>
 
-#include "../src/cli/batch.h"
+#include <styleclip/workflows/batch.h>
 #include "fuzz_support.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace styleclip;
   const auto path = fuzz::write("prompts.txt", fuzz::as_view(data, size));
   try {
-    (void)cli::read_prompts(path);
+    (void)read_prompts(path);
   } catch (const Error&) {
   }
   return 0;

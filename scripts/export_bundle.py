@@ -28,7 +28,6 @@ Each part is added to `DIR/manifest.json`; other parts already in the bundle are
 
 import argparse
 import os
-import shutil
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -197,7 +196,7 @@ def check_scripted(g, path, cfg):
 
 def export_stylegan(args, manifest):
     import torch
-    from styleclip_export import bundle, safe_pickle, stylegan2
+    from styleclip_export import atomic, bundle, safe_pickle, stylegan2
 
     if args.stylegan and not os.path.isfile(args.stylegan):
         fail(f"cannot read checkpoint '{args.stylegan}': file does not exist")
@@ -211,7 +210,7 @@ def export_stylegan(args, manifest):
         g, cfg = build_rosinality(args, sd, latent_avg)
     scripted = torch.jit.script(g)
     os.makedirs(args.out, exist_ok=True)
-    path = bundle.save_script(scripted, args.out, "generator.pt")
+    path = atomic.save_script_atomic(scripted, os.path.join(args.out, "generator.pt"))
     if not check_scripted(g, path, cfg):
         os.remove(path)
         fail("internal error: the scripted generator does not reproduce the eager one")
@@ -247,7 +246,7 @@ def export_stylegan(args, manifest):
 
 def export_clip(args, manifest):
     import torch
-    from styleclip_export import bundle, clip
+    from styleclip_export import atomic, bundle, clip
 
     if not args.vocab:
         fail("--vocab FILE is required with --clip/--random-clip (CLIP's bpe_simple_vocab_16e6.txt.gz)")
@@ -278,9 +277,7 @@ def export_clip(args, manifest):
         except ValueError as e:
             fail(str(e))
     vocab_name = "vocab.txt.gz"
-    tmp = os.path.join(args.out, vocab_name + ".tmp")
-    shutil.copyfile(args.vocab, tmp)
-    os.replace(tmp, os.path.join(args.out, vocab_name))
+    atomic.copy_atomic(args.vocab, os.path.join(args.out, vocab_name))
     manifest["files"]["clip"] = bundle.file_entry(args.out, section.pop("file"))
     manifest["files"]["vocab"] = bundle.file_entry(args.out, vocab_name)
     section["vocab_merges"] = args.vocab_merges if args.vocab_merges is not None else 48894
@@ -374,7 +371,7 @@ def export_lpips(args, manifest):
 
 
 def export_face_detector(args, manifest):
-    from styleclip_export import bundle
+    from styleclip_export import atomic, bundle
 
     if not os.path.isfile(args.face_detector):
         fail(f"cannot read face detector '{args.face_detector}': file does not exist")
@@ -384,9 +381,7 @@ def export_face_detector(args, manifest):
         fail(f"face detector '{args.face_detector}' is not an ONNX model (expected YuNet's .onnx)")
     os.makedirs(args.out, exist_ok=True)
     name = "face_detector.onnx"
-    tmp = os.path.join(args.out, name + ".tmp")
-    shutil.copyfile(args.face_detector, tmp)
-    os.replace(tmp, os.path.join(args.out, name))
+    atomic.copy_atomic(args.face_detector, os.path.join(args.out, name))
     manifest["files"]["face_detector"] = bundle.file_entry(args.out, name)
     print(f"face detector: {os.path.basename(args.face_detector)} -> {args.out}/{name}")
 

@@ -3,8 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$(nproc)"
+cmake --preset release >/dev/null  # CMakePresets.json: build/, Release
+cmake --build --preset release -j"$(nproc)"
 if [ -f models/demo/manifest.json ]; then
   # The main job on the bundled demonstration model: a real text edit (models/demo/README.md).
   build/src/styleclip info --models models/demo

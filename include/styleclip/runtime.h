@@ -11,7 +11,7 @@ namespace styleclip {
 
 /// Sets Torch's intra-op thread count (0 = $OMP_NUM_THREADS if set, else all cores) and turns off
 /// the profiling executor's specialisation pass, which makes the first calls of a scripted module
-/// about 8× slower with no steady-state gain here (shared/docs/LIBTORCH-NOTES.md).
+/// about 8× slower with no steady-state gain here (docs/libtorch-notes.md).
 void configure_runtime(int threads);
 
 /// Parses `auto`, `cpu`, `cuda` or `cuda:N`. `auto` picks CUDA when available. Throws a device

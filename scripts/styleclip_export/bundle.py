@@ -1,15 +1,17 @@
 """Writing a bundle folder: manifest.json with dimensions, provenance and sha256 of each file.
 
-The manifest schema is read by the C++ loader (`src/models/bundle.cpp`).
+The manifest is read by the C++ loader (`src/models/bundle.cpp`); its format, as a JSON Schema:
+`docs/manifest.schema.json`.
 """
 
 import datetime
 import hashlib
 import json
 import os
-import tempfile
 
 import torch
+
+from styleclip_export import atomic
 
 FORMAT = "styleclip-bundle"
 FORMAT_VERSION = 1
@@ -53,23 +55,11 @@ def provenance(source_path: str, **extra) -> dict:
 
 
 def write_manifest(out_dir: str, manifest: dict) -> str:
-    """Atomic write: a reader never sees a half-written manifest."""
+    """Atomic write: a reader never sees a half-written manifest. The temporary file has a unique
+    name (two exporters may finish into one folder at once) and is made world-readable (0644):
+    a manifest is meant to be read by anyone."""
     manifest["format"] = FORMAT
     manifest["format_version"] = FORMAT_VERSION
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", dir=out_dir)
-    with os.fdopen(fd, "w") as f:
-        json.dump(manifest, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; a manifest is meant to be read by anyone
-    path = os.path.join(out_dir, "manifest.json")
-    os.replace(tmp, path)
-    return path
+    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    return atomic.write_text_atomic(os.path.join(out_dir, "manifest.json"), text, unique_temp=True)
 
-
-def save_script(module, out_dir: str, name: str) -> str:
-    """torch.jit.save through a temporary name, then rename."""
-    path = os.path.join(out_dir, name)
-    tmp = path + ".tmp"
-    torch.jit.save(module, tmp)
-    os.replace(tmp, path)
-    return path

@@ -38,6 +38,7 @@ import os
 from collections import OrderedDict
 from typing import List, Optional, Tuple
 
+from styleclip_export.atomic import save_script_atomic
 from styleclip_export.checkpoint import describe, is_torchscript_archive, load_checkpoint, load_strict
 import torch
 import torch.nn.functional as F
@@ -621,9 +622,7 @@ def export_clip(ckpt_path, out_dir, transformer_heads: Optional[int] = None) -> 
 
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "clip.pt")
-    tmp = path + ".tmp"
-    torch.jit.save(scripted, tmp)
-    os.replace(tmp, path)
+    save_script_atomic(scripted, path)
 
     # Reload what was written and compare it with the eager module on a dummy batch of 2.
     reloaded = torch.jit.load(path, map_location="cpu")

@@ -3,7 +3,7 @@
 
 Source of the architecture: omertov/encoder4editing, `models/encoders/psp_encoders.py` class
 `Encoder4Editing` and `GradualStyleBlock`, `models/psp.py` (`start_from_latent_avg`); facts in
-shared/docs/reference/styleclip-algorithms.md §4.2. The parameter list is pinned by
+docs/algorithms.md §4.2. The parameter list is pinned by
 shared/fixtures/reference-keys/e4e_encoder4editing.json (621 tensors). Our own re-implementation,
 written for `torch.jit.script`, with one exported method:
 
@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from styleclip_export.atomic import save_script_atomic
 from styleclip_export.checkpoint import (describe, first_line, is_torchscript_archive, load_checkpoint,
                                          load_strict)
 from styleclip_export.identity import BottleneckIRSE, FrozenBatchNorm2d, REFERENCE_WIDTHS
@@ -291,8 +292,7 @@ def export_encoder(ckpt_path, out_dir, num_ws=None, w_dim=None) -> dict:
     scripted = torch.jit.script(model)
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "encoder.pt")
-    torch.jit.save(scripted, path + ".tmp")
-    os.replace(path + ".tmp", path)
+    save_script_atomic(scripted, path)
     reloaded = torch.jit.load(path, map_location="cpu")
     x = torch.rand(2, 3, cfg["input_size"], cfg["input_size"], generator=torch.Generator().manual_seed(0)) * 2 - 1
     with torch.no_grad():

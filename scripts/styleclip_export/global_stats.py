@@ -2,7 +2,7 @@
 
 The reference ships, per generator (global_directions/npy/<dataset>/):
 * `fs3.npy`: float array [channels, 512], the per-channel CLIP directions Δi_c for the non-toRGB
-  style layers up to 128 px, in StyleSpace order (algorithms §3.3; 5376 rows for FFHQ config-f);
+  style layers up to 128 px, in StyleSpace order (docs/algorithms.md §3.3; 5376 rows for FFHQ config-f);
 * `S_mean_std`: a pickle `[means, stds]`, each a list with one NumPy array per style layer (26
   for FFHQ), the per-channel mean and std of S (§3.2).
 The output has the layout `styleclip global prepare` writes (src/engines/global_directions.cpp):
@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from styleclip_export import safe_pickle
+from styleclip_export.atomic import torch_save_atomic
 
 
 def default_layers(style_dims, style_is_rgb):
@@ -61,6 +62,5 @@ def import_global_stats(fs3_path, mean_std_path, generator_section, out_dir):
     out = {"layers": torch.tensor(layers, dtype=torch.int64), "s_mean": s_mean, "s_std": s_std,
            "directions": directions, "meta": json.dumps(meta)}
     path = os.path.join(out_dir, "global_stats.pt")
-    torch.save(out, path + ".tmp")
-    os.replace(path + ".tmp", path)
+    torch_save_atomic(out, path)
     return {"file": "global_stats.pt", "layers": layers, "channels": rows, "imported": meta["imported_from"]}

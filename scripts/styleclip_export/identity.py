@@ -3,7 +3,7 @@
 Source of the architecture: the TreB1eN InsightFace_Pytorch port as carried by StyleCLIP, e4e and
 pSp (`models/facial_recognition/model_irse.py` class `Backbone(input_size=112, num_layers=50,
 mode="ir_se")`, `helpers.py` classes `bottleneck_IR_SE`, `SEModule`, `Flatten`, functions
-`get_blocks`, `l2_norm`); facts in shared/docs/reference/styleclip-algorithms.md §1.3 and §9. The
+`get_blocks`, `l2_norm`); facts in docs/algorithms.md §1.3 and §9. The
 parameter list is pinned by shared/fixtures/reference-keys/arcface_ir_se50.json (397 tensors).
 This is our own re-implementation, written for `torch.jit.script`, with one exported method:
 
@@ -35,6 +35,7 @@ import os
 from collections import OrderedDict
 from typing import List, Optional
 
+from styleclip_export.atomic import save_script_atomic
 from styleclip_export.checkpoint import (describe, first_line, is_torchscript_archive, load_checkpoint,
                                          load_strict)
 import torch
@@ -390,9 +391,7 @@ def export_identity(ckpt_path, out_dir) -> dict:
 
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "identity.pt")
-    tmp = path + ".tmp"
-    torch.jit.save(scripted, tmp)
-    os.replace(tmp, path)
+    save_script_atomic(scripted, path)
 
     # Reload what was written and compare it with the eager module on a dummy batch of 2.
     reloaded = torch.jit.load(path, map_location="cpu")

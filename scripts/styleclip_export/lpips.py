@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from styleclip_export.atomic import save_script_atomic
 from styleclip_export.checkpoint import describe, load_checkpoint, load_strict
 
 # torchvision vgg16 `features` (configuration "D"): conv indices; ReLUs follow each conv, max
@@ -174,8 +175,7 @@ def export_lpips(lin_path: str, vgg_path: str, out_dir: str) -> dict:
     model = build_lpips(sd)
     scripted = torch.jit.script(model)
     path = os.path.join(out_dir, "lpips.pt")
-    torch.jit.save(scripted, path + ".tmp")
-    os.replace(path + ".tmp", path)
+    save_script_atomic(scripted, path)
     reloaded = torch.jit.load(path, map_location="cpu")
     g = torch.Generator().manual_seed(0)
     x = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1

@@ -11,7 +11,7 @@ The output is the dict that `save_mapper` in src/engines/mapper.cpp writes and `
    "groups": [names], "pixel_norm": "rows", "strength": 0.1,
    "state_dict": {"course_mapping.mapping.1.weight": tensor, ...}, "meta": JSON string}
 Parameter names are the checkpoint's without `mapper.`. PixelNorm is "rows": the reference's mappers
-normalise over the W+ rows of each group and only work that way (algorithms §2.1).
+normalise over the W+ rows of each group and only work that way (docs/algorithms.md §2.1).
 
 Command line (the same as import_mapper):
   /usr/bin/python3 scripts/styleclip_export/mapper.py mohawk.pt mohawk.mapper.pt [--num-ws 18]
@@ -29,6 +29,7 @@ import torch
 if __package__ in (None, ""):  # run as a script: make the package importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from styleclip_export import safe_pickle  # noqa: E402
+from styleclip_export.atomic import torch_save_atomic  # noqa: E402
 
 FORMAT = "styleclip-mapper"
 VERSION = 1
@@ -123,13 +124,9 @@ def import_mapper(ckpt_path, out_path, num_ws=None):
         "state_dict": {k: sd[k].detach().to(torch.float32).contiguous().clone() for k in expected},
         "meta": json.dumps(meta),
     }
-    tmp = str(out_path) + ".tmp"
     try:
-        torch.save(out, tmp)
-        os.replace(tmp, out_path)
+        torch_save_atomic(out, out_path)  # removes its temporary file when it fails
     except (OSError, RuntimeError) as e:  # torch.save reports a missing folder as RuntimeError
-        if os.path.exists(tmp):
-            os.remove(tmp)
         raise ValueError(f"cannot write '{out_path}': {getattr(e, 'strerror', None) or e}") from None
     return {"file": str(out_path), "groups": groups, "num_ws": int(num_ws), "w_dim": int(w_dim),
             "prompt": meta["prompt"]}

@@ -1,7 +1,7 @@
 """A scriptable StyleGAN2 generator whose parameter names match rosinality's checkpoints.
 
 Source of the architecture: rosinality/stylegan2-pytorch `model.py` as copied into StyleCLIP
-(`models/stylegan2/model.py`); facts in shared/docs/reference/styleclip-algorithms.md §8 and §3.1.
+(`models/stylegan2/model.py`); facts in docs/algorithms.md §8 and §3.1.
 
 rosinality's `Generator.forward` does not script (mode flags, variable return arity, dynamic
 `getattr` on noise buffers), so this module is written for `torch.jit.script` from the start:

@@ -12,8 +12,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <styleclip/workflows/batch.h>
+
+#include <styleclip/workflows/photo.h>
 #include "common.h"
-#include "photo.h"
 
 namespace styleclip::cli {
 namespace fs = std::filesystem;
@@ -28,6 +30,7 @@ struct AlignOptions {
   std::string out;
   int size = 0;
   bool all_faces = false;
+  bool json = false;
   double min_score = 0.8;
   std::vector<std::string> photos;
 };
@@ -50,6 +53,7 @@ int run_align(const AlignOptions& o) {
   std::vector<torch::Tensor> images;
   for (const auto& p : o.photos) images.push_back(read_image_rgb(p, o.max_pixels));
   int failed = 0;
+  RunSummary summary("align");
   for (size_t i = 0; i < o.photos.size(); ++i) {
     const fs::path photo = o.photos[i];
     const auto faces = detector.detect(images[i]);
@@ -57,7 +61,7 @@ int run_align(const AlignOptions& o) {
       const std::string why = "no face found in '" + photo.string() +
                               "' (the detector needs a roughly frontal face of 20 px or more)";
       if (o.photos.size() == 1) throw input_error(why);
-      spdlog::error("{}", why);
+      summary.failed(photo.string(), why);
       ++failed;
       continue;
     }
@@ -85,9 +89,16 @@ int run_align(const AlignOptions& o) {
       side["alignment"] = a.to_json();
       side["outputs"] = {{"image", png.filename().string()}};
       write_json(fs::path(o.out) / (stem + ".align.json"), side);
-      std::cout << png.string() << "\n";
+      summary.done({{"name", stem},
+                    {"photo", photo.string()},
+                    {"image", png.string()},
+                    {"face_index", k},
+                    {"faces_found", faces.size()}});
+      if (!o.json) std::cout << png.string() << "\n";
     }
   }
+  const auto report = summary.finish(false);
+  if (o.json) std::cout << report.dump(2) << "\n";
   if (failed == 0) return 0;
   if (failed == static_cast<int>(o.photos.size())) {
     throw input_error("no face found in any of the " + std::to_string(failed) + " photos");
@@ -109,6 +120,7 @@ void setup_align(CLI::App& app, Registry& reg) {
   sub->add_option("--size", o->size, "side of the aligned crop (default: the generator's)")
       ->check(CLI::Range(16, 4096));
   sub->add_flag("--all-faces", o->all_faces, "align every face found, not only the largest");
+  sub->add_flag("--json", o->json, "print a JSON summary on stdout (the crops, the failures)");
   sub->add_option("--max-pixels", o->max_pixels,
                   "refuse photos with more pixels than this (decompression bombs)")
       ->capture_default_str()

@@ -4,8 +4,8 @@
 
 #include <iostream>
 
+#include <styleclip/workflows/compare.h>
 #include "common.h"
-#include "compare.h"
 
 namespace styleclip::cli {
 

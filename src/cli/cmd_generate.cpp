@@ -12,8 +12,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <styleclip/workflows/inputs.h>
 #include "common.h"
-#include "inputs.h"
 
 namespace styleclip::cli {
 namespace fs = std::filesystem;

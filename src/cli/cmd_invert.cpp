@@ -18,8 +18,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <styleclip/workflows/batch.h>
+#include <styleclip/workflows/photo.h>
 #include "common.h"
-#include "photo.h"
 
 namespace styleclip::cli {
 namespace fs = std::filesystem;
@@ -34,6 +35,7 @@ struct InvertCliOptions {
   std::string precision = "auto";
   PhotoOptions photo;
   std::vector<std::string> images;
+  bool json = false;
 };
 
 int run_invert(InvertCliOptions o) {
@@ -65,15 +67,27 @@ int run_invert(InvertCliOptions o) {
   }
   ensure_output_dir(o.out);
   int failed = 0;
+  RunSummary summary("invert");
   for (size_t i = 0; i < faces.size(); ++i) {
     if (!faces[i]) {
-      spdlog::error("{}", errors[i]);
+      summary.failed(o.images[i], errors[i]);
       ++failed;
       continue;
     }
     inverter.invert(*faces[i]);
-    std::cout << faces[i]->latent_file.string() << "\n";
+    const auto& f = *faces[i];
+    summary.done({{"name", f.path.stem().string()},
+                  {"photo", f.path.string()},
+                  {"latent", f.latent_file.string()},
+                  {"sidecar", f.sidecar_file.string()},
+                  {"method", f.method},
+                  {"psnr", f.psnr},
+                  {"identity_similarity", f.identity ? json(*f.identity) : json(nullptr)},
+                  {"cached", f.cached}});
+    if (!o.json) std::cout << f.latent_file.string() << "\n";
   }
+  const auto report = summary.finish(false);
+  if (o.json) std::cout << report.dump(2) << "\n";
   if (failed == 0) return 0;
   if (failed == static_cast<int>(o.images.size())) {
     throw input_error("none of the " + std::to_string(failed) +
@@ -94,6 +108,7 @@ void setup_invert(CLI::App& app, Registry& reg) {
   add_photo_options(*sub, o->photo, "--steps");
   sub->add_option("--lr", o->photo.engine.lr, "peak learning rate (same as --invert-lr)");
   sub->add_flag("--overwrite", o->photo.overwrite, "invert again even when a cached result exists");
+  sub->add_flag("--json", o->json, "print a JSON summary on stdout (latents, PSNR, failures)");
   add_device_options(*sub, o->device, o->precision);
   reg.push_back({sub, [o] { return run_invert(*o); }});
 }

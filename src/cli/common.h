@@ -16,8 +16,11 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <styleclip/workflows/run.h>
+
 namespace styleclip {
 struct GeneratorInfo;  // models/bundle.h
+struct PhotoOptions;   // workflows/photo.h
 }  // namespace styleclip
 
 namespace styleclip::cli {
@@ -55,57 +58,19 @@ void add_device_options(CLI::App& app, std::string& device, std::string& precisi
 /// The bundle folder to use: the flag if given, else $STYLECLIP_MODELS, else the default.
 std::filesystem::path resolve_models(const std::string& flag);
 
-/// "7", "0-7", "1,4,9-11" → seeds. Throws a usage error naming the option on anything else.
-std::vector<uint64_t> parse_seeds(const std::string& spec);
-
-/// Usage error naming --seed when the bundle cannot draw one of `seeds` (numpy's RandomState,
-/// NVIDIA's convention, takes seeds up to 2^32 − 1 only).
-void check_seeds(const std::vector<uint64_t>& seeds, const GeneratorInfo& info,
-                 const std::filesystem::path& models);
-
 /// Adds to every floating-point option of `app` and its subcommands a check that refuses NaN and
 /// ±inf (CLI11's range checks let NaN through: every comparison with it is false).
 void require_finite_numbers(CLI::App& app);
 
 /// `--class N`: the class of a conditional generator's sampled latents.
 void add_class_option(CLI::App& app, std::optional<int64_t>& target);
-/// Checks `--class` against the bundle, before any model loads: required (and within
-/// 0..c_dim−1) on a conditional generator when the run samples z (`samples_z`), refused on an
-/// unconditional one, and refused where nothing is sampled (`sampled_by` names the option that
-/// samples, e.g. "--seed"). Returns the class to use (nullopt: none).
-std::optional<int64_t> check_class(const std::optional<int64_t>& flag, const GeneratorInfo& info,
-                                   const std::filesystem::path& models, bool samples_z,
-                                   const std::string& sampled_by);
+/// `--face-detector`, `--aligned`, `--max-pixels` and the projector's options. `prefix` names the
+/// projector's step option: "--steps" for invert, "--invert-steps" for edit (whose --steps is
+/// the edit's).
+void add_photo_options(CLI::App& app, PhotoOptions& o, const std::string& steps_flag);
 
-/// The fields every sidecar starts with: tool version, command, time, bundle and checksums.
-nlohmann::json sidecar_header(const std::string& command, const std::filesystem::path& models,
-                              const nlohmann::json& checksums);
-
-/// Writes JSON (pretty, newline-terminated) atomically.
-void write_json(const std::filesystem::path& path, const nlohmann::json& j);
-
-}  // namespace styleclip::cli
-
-namespace styleclip::cli {
-
-/// Progress of long work on stderr: a redrawn bar on a terminal, plain log lines (every 10 %)
-/// otherwise, so batch logs stay readable.
-class Progress {
- public:
-  Progress(std::string label, int total);
-  /// `extra` is shown after the counts, e.g. "loss 0.731".
-  void update(int done, const std::string& extra = "");
-  void finish();
-
- private:
-  std::string label_;
-  int total_;
-  bool tty_;
-  int last_decile_ = -1;
-  double start_;
-};
-
-/// "A Blue Shape!" → "a-blue-shape" (at most 40 characters), for output names.
-std::string slug(const std::string& text);
+/// A CLI11 check that takes one of `choices` (any case; the value becomes the choice as written)
+/// and otherwise fails with "expected A, B or C, found 'x'".
+CLI::Validator one_of(std::vector<std::string> choices);
 
 }  // namespace styleclip::cli

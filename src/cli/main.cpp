@@ -17,7 +17,7 @@
 namespace {
 
 void setup_logging(const styleclip::cli::GlobalOptions& g) {
-  // Messages go to stderr; stdout carries only results (STYLE.md habit 5).
+  // Messages go to stderr; stdout carries only results (docs/conventions.md habit 5).
   auto logger = spdlog::stderr_color_mt("styleclip");
   logger->set_pattern("%^%l%$: %v");
   logger->set_level(g.quiet ? spdlog::level::warn
@@ -64,11 +64,7 @@ int main(int argc, char** argv) {
 
   try {
     app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForVersion& e) {
+  } catch (const CLI::Success& e) {  // --help, --help-all, --version
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     return fail(ExitCode::kUsage, std::string(e.what()) + " (see styleclip --help)");
@@ -85,17 +81,13 @@ int main(int argc, char** argv) {
     return fail(e.code(), e.what());
   } catch (const std::bad_alloc&) {
     return fail(ExitCode::kDevice, "out of memory (try a smaller --batch)");
-  } catch (const c10::Error& e) {
-    const std::string m = torch_message(e);
+  } catch (const std::exception& e) {        // c10::Error, a TorchScript traceback, ...
+    const std::string m = torch_message(e);  // one line
     if (is_out_of_memory(m)) {
       return fail(ExitCode::kDevice, "out of memory: " + m + " (try a smaller --batch)");
     }
-    return fail(ExitCode::kSomeInputsFailed, "internal error in LibTorch: " + m);
-  } catch (const std::exception& e) {
-    const std::string m = torch_message(e);  // one line, also for TorchScript tracebacks
-    if (is_out_of_memory(m)) {
-      return fail(ExitCode::kDevice, "out of memory: " + m + " (try a smaller --batch)");
-    }
-    return fail(ExitCode::kSomeInputsFailed, "internal error: " + m);
+    const bool torch = dynamic_cast<const c10::Error*>(&e) != nullptr;
+    return fail(ExitCode::kSomeInputsFailed,
+                std::string(torch ? "internal error in LibTorch: " : "internal error: ") + m);
   }
 }

@@ -109,7 +109,7 @@ GroupMapperImpl::GroupMapperImpl(int64_t w_dim, PixelNormMode mode, at::Generato
 
 torch::Tensor GroupMapperImpl::forward(const torch::Tensor& x) {
   // The reference's PixelNorm takes the mean over dim 1 of a [B, rows, w_dim] tensor, i.e. over
-  // the group's W+ rows (algorithms §2.1); kFeatures is the usual per-vector norm.
+  // the group's W+ rows (docs/algorithms.md §2.1); kFeatures is the usual per-vector norm.
   const int64_t dim = mode_ == PixelNormMode::kRows ? 1 : 2;
   auto h = x * torch::rsqrt(torch::mean(x * x, {dim}, /*keepdim=*/true) + 1e-8);
   for (auto& layer : layers_) h = layer->forward(h);

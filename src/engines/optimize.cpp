@@ -29,7 +29,7 @@ nlohmann::json OptimizeOptions::to_json() const {
           {"cuda_graph", cuda_graph}};
 }
 
-// run_optimization.py `get_lr` (algorithms §1.5).
+// run_optimization.py `get_lr` (docs/algorithms.md §1.5).
 double optimize_lr(int step, int steps, double lr) {
   const double t = double(step) / double(steps);
   double ramp = std::min(1.0, (1.0 - t) / 0.25);
@@ -109,178 +109,212 @@ void restore_rows(torch::Tensor& t, const torch::Tensor& src, const torch::Tenso
   t.copy_(torch::where(mask.view(shape), src, t));
 }
 
-}  // namespace
+/// One optimisation run: the state every step updates in place, and the steps. Every piece of
+/// per-step state lives on the device: the loop feeds a GPU without waiting (one small host check
+/// every kSyncEvery steps: are all rows dead?), and with `cuda_graph` one captured step replays
+/// against the same tensors.
+class OptimizeRun {
+ public:
+  OptimizeRun(const Generator& gen, const IdentityModel* identity, const torch::Tensor& ws0,
+              const torch::Tensor& text, const Clip& clip, const OptimizeOptions& o,
+              const OptimizeCallbacks& callbacks)
+      : gen_(gen),
+        o_(o),
+        cb_(callbacks),
+        dev_(gen.device()),
+        w0_(ws0.to(dev_).detach().contiguous()),
+        n_(w0_.size(0)),
+        text_(text.to(dev_).detach()),
+        clip_loss_(clip, gen.info().resolution, o.clip_input),
+        w_space_(o.space == LatentSpace::kWPlus),
+        adam_(start(identity)) {
+    const auto on_dev = torch::TensorOptions().device(dev_);
+    active_ = torch::ones({n_}, on_dev.dtype(torch::kBool));
+    failed_at_ = torch::full({n_}, -1, on_dev.dtype(torch::kInt64));
+    step_t_ = torch::zeros({}, on_dev.dtype(torch::kInt64));  // the step being taken
+    loss_out_ = torch::zeros({}, on_dev.dtype(torch::kFloat32));
+    want_frames_ = cb_.frame && o_.frame_every > 0;
+    if (want_frames_) frame_out_ = torch::empty_like(res_.images_before);
+    // `good_`: per row, the latest parameters whose loss was finite. A row that fails is put
+    // back to them after every step (after backward: a leaf in the graph must not change before).
+    for (const auto& p : params_) {
+      good_.push_back(p.detach().clone());
+      pre_.push_back(torch::empty_like(p));
+    }
+    res_.rows.resize(static_cast<size_t>(n_));
+  }
 
-OptimizeResult optimize(const Generator& gen, const Clip& clip, const IdentityModel* identity,
-                        const torch::Tensor& ws0, const torch::Tensor& text,
-                        const OptimizeOptions& o, const OptimizeCallbacks& callbacks) {
-  validate(o, identity != nullptr);
-  gen.check_wplus(ws0, "start latent");
-  const auto dev = gen.device();
-  check_cuda_graph(o, dev);
-  // Every forward pass below, the final metrics included, at the chosen precision.
-  const PrecisionScope precision(o.precision, dev);
-  const auto w0 = ws0.to(dev).detach().contiguous();
-  const int64_t n = w0.size(0);
-  const auto text_e = text.to(dev).detach();
-  const ClipLoss clip_loss(clip, gen.info().resolution, o.clip_input);
-  const bool w_space = o.space == LatentSpace::kWPlus;
+  OptimizeResult run();
 
-  OptimizeResult res;
-  std::vector<torch::Tensor> s0;
+ private:
+  std::vector<torch::Tensor> start(const IdentityModel* identity);
+  torch::Tensor total_loss(const torch::Tensor& img);
+  void one_step();
+  void loop();
+  void finish(double loop_seconds);
+#if defined(STYLECLIP_WITH_CUDA)
+  void capture();
+#endif
+
+  static constexpr int kSyncEvery = 10;
+  const Generator& gen_;
+  const OptimizeOptions& o_;
+  const OptimizeCallbacks& cb_;
+  torch::Device dev_;
+  torch::Tensor w0_;
+  int64_t n_;
+  torch::Tensor text_;
+  ClipLoss clip_loss_;
+  bool w_space_;
+  OptimizeResult res_;
+  std::vector<torch::Tensor> s0_;
+  std::optional<IdentityLoss> id_loss_;
+  torch::Tensor w_;                    // W+ being optimised (W+ space)
+  std::vector<torch::Tensor> s_;       // every style layer (S space)
+  std::vector<torch::Tensor> params_;  // what Adam moves
+  DeviceAdam adam_;
+  torch::Tensor active_, failed_at_, step_t_, loss_out_, frame_out_;
+  bool want_frames_ = false;
+  std::vector<torch::Tensor> good_, pre_;
+  int step_ = 0;
+#if defined(STYLECLIP_WITH_CUDA)
+  static constexpr int kWarmupSteps = 3;
+  std::optional<c10::cuda::CUDAStreamGuard> side_stream_;
+  std::optional<at::cuda::CUDAGraph> graph_;
+  std::optional<JitOptimizationOff> jit_off_;
+#endif
+};
+
+/// The start images and the optimised tensors: W+, or the non-toRGB style layers (the
+/// reference's STYLESPACE_INDICES_WITHOUT_TORGB); toRGB styles stay fixed. Returns them for Adam.
+std::vector<torch::Tensor> OptimizeRun::start(const IdentityModel* identity) {
   {
     torch::NoGradGuard no_grad;
-    s0 = gen.styles(w0);
-    res.images_before = gen.synthesis_from_styles(s0);
+    s0_ = gen_.styles(w0_);
+    res_.images_before = gen_.synthesis_from_styles(s0_);
   }
-  std::optional<IdentityLoss> id_loss;
-  if (identity != nullptr) id_loss.emplace(*identity, res.images_before);
-
-  // The optimised tensors: W+, or the non-toRGB style layers (the reference's
-  // STYLESPACE_INDICES_WITHOUT_TORGB); toRGB styles stay fixed.
-  torch::Tensor w;
-  std::vector<torch::Tensor> s;
-  std::vector<torch::Tensor> params;
-  if (w_space) {
-    w = w0.clone().requires_grad_(true);
-    params = {w};
+  if (identity != nullptr) id_loss_.emplace(*identity, res_.images_before);
+  if (w_space_) {
+    w_ = w0_.clone().requires_grad_(true);
+    params_ = {w_};
   } else {
-    for (size_t l = 0; l < s0.size(); ++l) {
-      s.push_back(s0[l].clone());
-      if (!gen.info().style_is_rgb[l]) {
-        s.back().requires_grad_(true);
-        params.push_back(s.back());
+    for (size_t l = 0; l < s0_.size(); ++l) {
+      s_.push_back(s0_[l].clone());
+      if (!gen_.info().style_is_rgb[l]) {
+        s_.back().requires_grad_(true);
+        params_.push_back(s_.back());
       }
     }
   }
-  DeviceAdam adam(params);
+  return params_;
+}
 
-  res.rows.resize(static_cast<size_t>(n));
-  // Every piece of per-step state lives on the device and is updated in place: the loop feeds
-  // a GPU without waiting (one small host check every kSyncEvery steps: are all rows dead?), and
-  // with `cuda_graph` one captured step replays against the same tensors.
-  constexpr int kSyncEvery = 10;
-  const auto on_dev = torch::TensorOptions().device(dev);
-  auto active = torch::ones({n}, on_dev.dtype(torch::kBool));
-  auto failed_at = torch::full({n}, -1, on_dev.dtype(torch::kInt64));
-  auto step_t = torch::zeros({}, on_dev.dtype(torch::kInt64));  // the step being taken
-  auto loss_out = torch::zeros({}, on_dev.dtype(torch::kFloat32));
-  const bool want_frames = callbacks.frame && o.frame_every > 0;
-  torch::Tensor frame_out;
-  if (want_frames) frame_out = torch::empty_like(res.images_before);
-  // `good`: per row, the latest parameters whose loss was finite. A row that fails is put back
-  // to them after every step (after backward: a leaf in the graph must not change before).
-  std::vector<torch::Tensor> good, pre;
-  for (const auto& p : params) {
-    good.push_back(p.detach().clone());
-    pre.push_back(torch::empty_like(p));
+torch::Tensor OptimizeRun::total_loss(const torch::Tensor& img) {
+  auto total = clip_loss_(img, text_);
+  if (!o_.free_mode && o_.l2_lambda > 0) {
+    total = total + o_.l2_lambda * (w_space_ ? latent_l2(w_, w0_) : latent_l2(s_, s0_));
   }
+  if (o_.id_lambda > 0) total = total + o_.id_lambda * (*id_loss_)(img);
+  return total;
+}
 
-  const auto total_loss = [&](const torch::Tensor& img) {
-    auto total = clip_loss(img, text_e);
-    if (!o.free_mode && o.l2_lambda > 0) {
-      total = total + o.l2_lambda * (w_space ? latent_l2(w, w0) : latent_l2(s, s0));
-    }
-    if (o.id_lambda > 0) total = total + o.id_lambda * (*id_loss)(img);
-    return total;
-  };
-  // One step, at the learning rate set beforehand: no host values, no host reads.
-  const auto one_step = [&]() {
-    adam.zero_grad();
-    const auto img = w_space ? gen.synthesis(w) : gen.synthesis_from_styles(s);
-    const auto total = total_loss(img);
-    const auto finite = torch::isfinite(total.detach());
-    failed_at.copy_(torch::where(active.logical_and(finite.logical_not()), step_t, failed_at));
-    active.logical_and_(finite);
-    if (want_frames) frame_out.copy_(img.detach());
-    for (size_t p = 0; p < params.size(); ++p) pre[p].copy_(params[p].detach());
-    const auto loss = torch::where(active, total, torch::zeros_like(total)).sum();
-    loss.backward();
-    adam.step();
-    // Failed rows go back to their last finite values (a no-op for the others); finite rows
-    // remember this step's values. Both on the device, every step, without asking which.
-    const auto failed = active.logical_not();
-    for (size_t p = 0; p < params.size(); ++p) {
-      restore_rows(params[p], good[p], failed);
-      restore_rows(good[p], pre[p], active);
-    }
-    loss_out.copy_(loss.detach());
-    step_t.add_(1);
-  };
+/// One step, at the learning rate set beforehand: no host values, no host reads.
+void OptimizeRun::one_step() {
+  adam_.zero_grad();
+  const auto img = w_space_ ? gen_.synthesis(w_) : gen_.synthesis_from_styles(s_);
+  const auto total = total_loss(img);
+  const auto finite = torch::isfinite(total.detach());
+  failed_at_.copy_(torch::where(active_.logical_and(finite.logical_not()), step_t_, failed_at_));
+  active_.logical_and_(finite);
+  if (want_frames_) frame_out_.copy_(img.detach());
+  for (size_t p = 0; p < params_.size(); ++p) pre_[p].copy_(params_[p].detach());
+  const auto loss = torch::where(active_, total, torch::zeros_like(total)).sum();
+  loss.backward();
+  adam_.step();
+  // Failed rows go back to their last finite values (a no-op for the others); finite rows
+  // remember this step's values. Both on the device, every step, without asking which.
+  const auto failed = active_.logical_not();
+  for (size_t p = 0; p < params_.size(); ++p) {
+    restore_rows(params_[p], good_[p], failed);
+    restore_rows(good_[p], pre_[p], active_);
+  }
+  loss_out_.copy_(loss.detach());
+  step_t_.add_(1);
+}
 
 #if defined(STYLECLIP_WITH_CUDA)
-  // CUDA graphs (optional): a few eager steps on a side stream warm up everything that happens
-  // once (cuDNN's choices, library handles, the allocator), then one step is
-  // captured and every later step is one replay: a single launch instead of thousands of
-  // kernel launches. PyTorch's "whole network capture" recipe (torch.cuda.graphs docs).
+// CUDA graphs (optional): a few eager steps on a side stream warm up everything that happens
+// once (cuDNN's choices, library handles, the allocator), then one step is captured and every
+// later step is one replay: a single launch instead of thousands of kernel launches. PyTorch's
+// "whole network capture" recipe (torch.cuda.graphs docs). The first replay-time step is
+// captured (capturing records the step without running it).
+void OptimizeRun::capture() {
+  // The eager steps' cached blocks go back to the driver first, so that the graph's own memory
+  // pool does not come on top of them (a card's memory is the limit at batch 1).
+  synchronize_device(dev_);
+  c10::cuda::CUDACachingAllocator::emptyCache();
+  graph_.emplace();
+  try {
+    graph_->capture_begin();
+    one_step();
+    graph_->capture_end();
+  } catch (const std::exception& e) {
+    // End the capture whatever failed, or the stream stays in capture mode (Python's
+    // torch.cuda.graph does the same on its way out).
+    try {
+      graph_->capture_end();
+    } catch (const std::exception&) {  // NOLINT(bugprone-empty-catch): the first error counts
+    }
+    graph_.reset();
+    const auto m = torch_message(e);
+    if (is_out_of_memory(m)) throw;  // the caller's advice (a smaller --batch) fits better
+    throw device_error("CUDA graph capture of the optimisation step failed (" + m +
+                       "): run without --cuda-graph");
+  }
+}
+#endif
+
+void OptimizeRun::loop() {
+  while (step_ < o_.steps) {
+    if (cb_.should_stop && cb_.should_stop()) {
+      res_.stopped = true;
+      break;
+    }
+    adam_.set_lr(optimize_lr(step_, o_.steps, o_.lr));
+#if defined(STYLECLIP_WITH_CUDA)
+    if (o_.cuda_graph && step_ >= kWarmupSteps) {
+      if (!graph_) capture();
+      graph_->replay();
+    } else {
+      one_step();
+    }
+#else
+    one_step();
+#endif
+    if (want_frames_ && step_ % o_.frame_every == 0) cb_.frame(step_, frame_out_);
+    ++step_;
+    if (cb_.progress) {
+      // One read for both numbers: a single wait for the device.
+      const auto now =
+          torch::stack({active_.sum().to(torch::kFloat64), loss_out_.to(torch::kFloat64)}).cpu();
+      const auto alive = now[0].item<double>();
+      cb_.progress(step_, o_.steps, alive > 0 ? now[1].item<double>() / alive : 0.0);
+    }
+    if ((step_ % kSyncEvery == 1 || step_ == o_.steps) && !active_.any().item<bool>()) break;
+  }
+}
+
+OptimizeResult OptimizeRun::run() {
+#if defined(STYLECLIP_WITH_CUDA)
   // The state above was made on the ambient stream: finish that before the side stream reads
   // it; the loop ends with a device synchronisation before either goes away (below).
-  constexpr int kWarmupSteps = 3;
-  std::optional<c10::cuda::CUDAStreamGuard> side_stream;
-  std::optional<at::cuda::CUDAGraph> graph;
-  std::optional<JitOptimizationOff> jit_off;
-  if (o.cuda_graph) {
-    synchronize_device(dev);
-    side_stream.emplace(c10::cuda::getStreamFromPool(false, dev.index()));
-    jit_off.emplace();
+  if (o_.cuda_graph) {
+    synchronize_device(dev_);
+    side_stream_.emplace(c10::cuda::getStreamFromPool(false, dev_.index()));
+    jit_off_.emplace();
   }
-  // The first replay-time step: capture it (capturing records the step without running it).
-  const auto capture = [&]() {
-    // The eager steps' cached blocks go back to the driver first, so that the graph's own
-    // memory pool does not come on top of them (a card's memory is the limit at batch 1).
-    synchronize_device(dev);
-    c10::cuda::CUDACachingAllocator::emptyCache();
-    graph.emplace();
-    try {
-      graph->capture_begin();
-      one_step();
-      graph->capture_end();
-    } catch (const std::exception& e) {
-      // End the capture whatever failed, or the stream stays in capture mode (Python's
-      // torch.cuda.graph does the same on its way out).
-      try {
-        graph->capture_end();
-      } catch (const std::exception&) {  // NOLINT(bugprone-empty-catch): the first error counts
-      }
-      graph.reset();
-      const auto m = torch_message(e);
-      if (is_out_of_memory(m)) throw;  // the caller's advice (a smaller --batch) fits better
-      throw device_error("CUDA graph capture of the optimisation step failed (" + m +
-                         "): run without --cuda-graph");
-    }
-  };
 #endif
   const auto t0 = std::chrono::steady_clock::now();
-  int step = 0;
-  const auto loop = [&]() {
-    while (step < o.steps) {
-      if (callbacks.should_stop && callbacks.should_stop()) {
-        res.stopped = true;
-        break;
-      }
-      adam.set_lr(optimize_lr(step, o.steps, o.lr));
-#if defined(STYLECLIP_WITH_CUDA)
-      if (o.cuda_graph && step >= kWarmupSteps) {
-        if (!graph) capture();
-        graph->replay();
-      } else {
-        one_step();
-      }
-#else
-      one_step();
-#endif
-      if (want_frames && step % o.frame_every == 0) callbacks.frame(step, frame_out);
-      ++step;
-      if (callbacks.progress) {
-        // One read for both numbers: a single wait for the device.
-        const auto now =
-            torch::stack({active.sum().to(torch::kFloat64), loss_out.to(torch::kFloat64)}).cpu();
-        const auto alive = now[0].item<double>();
-        callbacks.progress(step, o.steps, alive > 0 ? now[1].item<double>() / alive : 0.0);
-      }
-      if ((step % kSyncEvery == 1 || step == o.steps) && !active.any().item<bool>()) break;
-    }
-  };
 #if defined(STYLECLIP_WITH_CUDA)
   try {
     loop();
@@ -288,7 +322,7 @@ OptimizeResult optimize(const Generator& gen, const Clip& clip, const IdentityMo
     // A replay may still be running on the side stream: let it finish before the graph's pool
     // and the step's state are freed on the way out.
     try {
-      synchronize_device(dev);
+      synchronize_device(dev_);
     } catch (const std::exception&) {  // NOLINT(bugprone-empty-catch): the first error counts
     }
     throw;
@@ -296,46 +330,51 @@ OptimizeResult optimize(const Generator& gen, const Clip& clip, const IdentityMo
 #else
   loop();
 #endif
-  synchronize_device(dev);
+  synchronize_device(dev_);
   const double loop_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 #if defined(STYLECLIP_WITH_CUDA)
-  graph.reset();  // its memory pool: nothing below uses what the captured step allocated
-  side_stream.reset();
-  jit_off.reset();
+  graph_.reset();  // its memory pool: nothing below uses what the captured step allocated
+  side_stream_.reset();
+  jit_off_.reset();
 #endif
-  const auto failed = active.logical_not();
-  for (size_t p = 0; p < params.size(); ++p) restore_rows(params[p], good[p], failed);
-  const auto failed_steps = failed_at.cpu();
-  for (int64_t i = 0; i < n; ++i) {
+  finish(loop_seconds);
+  return std::move(res_);
+}
+
+/// Failed rows back to their last finite values, then the final metrics from the final latent
+/// (the image and the saved latent agree; the reference keeps the image from before its last
+/// step).
+void OptimizeRun::finish(double loop_seconds) {
+  const auto failed = active_.logical_not();
+  for (size_t p = 0; p < params_.size(); ++p) restore_rows(params_[p], good_[p], failed);
+  const auto failed_steps = failed_at_.cpu();
+  for (int64_t i = 0; i < n_; ++i) {
     const auto at_step = failed_steps[i].item<int64_t>();
     if (at_step < 0) continue;
-    auto& row = res.rows[static_cast<size_t>(i)];
+    auto& row = res_.rows[static_cast<size_t>(i)];
     row.ok = false;
     row.steps_done = static_cast<int>(at_step);
     row.error = "loss became NaN or Inf at step " + std::to_string(at_step) +
                 " (try a smaller --lr); kept its last finite latent";
   }
-
-  // Final metrics, from the final latent (the image and the saved latent agree; the reference
-  // keeps the image from before its last step).
   torch::NoGradGuard no_grad;
-  if (w_space) {
-    res.ws = w.detach();
-    res.styles = gen.styles(res.ws);
+  if (w_space_) {
+    res_.ws = w_.detach();
+    res_.styles = gen_.styles(res_.ws);
   } else {
-    res.ws = w0;
-    for (const auto& t : s) res.styles.push_back(t.detach());
+    res_.ws = w0_;
+    for (const auto& t : s_) res_.styles.push_back(t.detach());
   }
-  res.images_after = gen.synthesis_from_styles(res.styles);
-  const auto before = clip_loss.similarity(res.images_before, text_e).cpu();
-  const auto after = clip_loss.similarity(res.images_after, text_e).cpu();
-  const auto l2 = (w_space ? latent_l2(res.ws, w0) : latent_l2(res.styles, s0)).cpu();
+  res_.images_after = gen_.synthesis_from_styles(res_.styles);
+  const auto before = clip_loss_.similarity(res_.images_before, text_).cpu();
+  const auto after = clip_loss_.similarity(res_.images_after, text_).cpu();
+  const auto l2 = (w_space_ ? latent_l2(res_.ws, w0_) : latent_l2(res_.styles, s0_)).cpu();
   torch::Tensor ident;
-  if (id_loss) ident = id_loss->similarity(res.images_after).cpu();
-  for (int64_t i = 0; i < n; ++i) {
-    auto& row = res.rows[static_cast<size_t>(i)];
-    if (row.ok) row.steps_done = step;
+  if (id_loss_) ident = id_loss_->similarity(res_.images_after).cpu();
+  for (int64_t i = 0; i < n_; ++i) {
+    auto& row = res_.rows[static_cast<size_t>(i)];
+    if (row.ok) row.steps_done = step_;
     row.clip_before = before[i].item<double>();
     row.clip_after = after[i].item<double>();
     row.loss_clip = 1.0 - row.clip_after;
@@ -344,12 +383,25 @@ OptimizeResult optimize(const Generator& gen, const Clip& clip, const IdentityMo
       row.identity = ident[i].item<double>();
       row.loss_id = 1.0 - *row.identity;
     }
-    row.loss =
-        row.loss_clip + (o.free_mode ? 0.0 : o.l2_lambda * row.loss_l2) + o.id_lambda * row.loss_id;
+    row.loss = row.loss_clip + (o_.free_mode ? 0.0 : o_.l2_lambda * row.loss_l2) +
+               o_.id_lambda * row.loss_id;
   }
-  res.seconds = loop_seconds;
-  res.steps_per_second = step > 0 ? double(step) / loop_seconds : 0.0;
-  return res;
+  res_.seconds = loop_seconds;
+  res_.steps_per_second = step_ > 0 ? double(step_) / loop_seconds : 0.0;
+}
+
+}  // namespace
+
+OptimizeResult optimize(const Generator& gen, const Clip& clip, const IdentityModel* identity,
+                        const torch::Tensor& ws0, const torch::Tensor& text,
+                        const OptimizeOptions& o, const OptimizeCallbacks& callbacks) {
+  validate(o, identity != nullptr);
+  gen.check_wplus(ws0, "start latent");
+  check_cuda_graph(o, gen.device());
+  // Every forward pass below, the final metrics included, at the chosen precision.
+  const PrecisionScope precision(o.precision, gen.device());
+  OptimizeRun run(gen, identity, ws0, text, clip, o, callbacks);
+  return run.run();
 }
 
 }  // namespace styleclip

@@ -1,4 +1,5 @@
-// Face detection and FFHQ alignment (algorithms §4.1): see include/styleclip/io/face_align.h.
+// Face detection and FFHQ alignment (docs/algorithms.md §4.1): see
+// include/styleclip/io/face_align.h.
 #include <styleclip/error.h>
 #include <styleclip/io/face_align.h>
 

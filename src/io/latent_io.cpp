@@ -173,9 +173,79 @@ torch::Tensor parse_pt(const std::vector<char>& data, const fs::path& path) {
   }
 }
 
+/// What follows a pickle opcode: nothing, a fixed number of bytes, a little-endian length of
+/// `bytes` bytes and that much data, two newline-terminated lines (GLOBAL), or the end (STOP).
+/// Only opcodes that torch.save / pickle_save emit are known. Table: CPython Lib/pickletools.py.
+struct OpcodeArgument {
+  enum Kind { kNone, kFixed, kLength, kLines, kStop, kUnknown } kind;
+  size_t bytes;
+};
+
+OpcodeArgument argument_of(uint8_t op) {
+  switch (op) {
+    case '.':  // STOP
+      return {OpcodeArgument::kStop, 0};
+    case '(':
+    case ')':
+    case 't':
+    case ']':
+    case '}':
+    case 'u':
+    case 's':
+    case 'e':
+    case 'a':
+    case 'R':
+    case 'b':
+    case 'Q':
+    case 'N':
+    case 0x85:
+    case 0x86:
+    case 0x87:
+    case 0x88:
+    case 0x89:
+    case 0x81:
+    case 0x94:
+    case 0x93:
+    case '0':
+    case '1':
+    case '2':
+      return {OpcodeArgument::kNone, 0};
+    case 0x80:
+    case 'q':
+    case 'h':
+    case 'K':  // PROTO, BINPUT, BINGET, BININT1
+      return {OpcodeArgument::kFixed, 1};
+    case 'M':  // BININT2
+      return {OpcodeArgument::kFixed, 2};
+    case 'r':
+    case 'j':
+    case 'J':  // LONG_BINPUT, LONG_BINGET, BININT
+      return {OpcodeArgument::kFixed, 4};
+    case 'G':
+    case 0x95:  // BINFLOAT, FRAME
+      return {OpcodeArgument::kFixed, 8};
+    case 0x8a:
+    case 'U':
+    case 'C':
+    case 0x8c:  // LONG1, SHORT_BINSTRING/BYTES/UNICODE
+      return {OpcodeArgument::kLength, 1};
+    case 0x8b:
+    case 'T':
+    case 'B':
+    case 'X':  // LONG4, BINSTRING, BINBYTES, BINUNICODE
+      return {OpcodeArgument::kLength, 4};
+    case 0x8d:
+    case 0x8e:  // BINUNICODE8, BINBYTES8
+      return {OpcodeArgument::kLength, 8};
+    case 'c':  // GLOBAL module\nname\n
+      return {OpcodeArgument::kLines, 2};
+    default:
+      return {OpcodeArgument::kUnknown, 0};
+  }
+}
+
 /// Walks a pickle (protocols 2 to 5) opcode by opcode, checking that each argument lies inside
-/// the data; only opcodes that torch.save / pickle_save emit are accepted.
-/// Opcode table: CPython Lib/pickletools.py.
+/// the data.
 std::string pickle_problem(const uint8_t* p, size_t n) {
   size_t i = 0;
   const auto need = [&](size_t k) { return i + k <= n; };
@@ -192,91 +262,35 @@ std::string pickle_problem(const uint8_t* p, size_t n) {
   };
   while (i < n) {
     const uint8_t op = p[i++];
-    size_t fixed = 0;      // bytes of a fixed-size argument
-    size_t len_bytes = 0;  // bytes of a length prefix for a variable argument
-    switch (op) {
-      case '.':  // STOP
+    const auto arg = argument_of(op);
+    switch (arg.kind) {
+      case OpcodeArgument::kStop:
         return i == n ? "" : "data after the end of the pickle";
-      case '(':
-      case ')':
-      case 't':
-      case ']':
-      case '}':
-      case 'u':
-      case 's':
-      case 'e':
-      case 'a':
-      case 'R':
-      case 'b':
-      case 'Q':
-      case 'N':
-      case 0x85:
-      case 0x86:
-      case 0x87:
-      case 0x88:
-      case 0x89:
-      case 0x81:
-      case 0x94:
-      case 0x93:
-      case '0':
-      case '1':
-      case '2':
-        break;  // no argument
-      case 0x80:
-      case 'q':
-      case 'h':
-      case 'K':  // PROTO, BINPUT, BINGET, BININT1
-        fixed = 1;
+      case OpcodeArgument::kNone:
         break;
-      case 'M':  // BININT2
-        fixed = 2;
+      case OpcodeArgument::kFixed:
+        if (!need(arg.bytes)) return "truncated pickle";
+        i += arg.bytes;
         break;
-      case 'r':
-      case 'j':
-      case 'J':  // LONG_BINPUT, LONG_BINGET, BININT
-        fixed = 4;
+      case OpcodeArgument::kLength: {
+        if (!need(arg.bytes)) return "truncated pickle";
+        const uint64_t len = le(arg.bytes);
+        i += arg.bytes;
+        if (len > n - i) {
+          return "a pickle field claims " + std::to_string(len) + " bytes but " +
+                 std::to_string(n - i) + " remain";
+        }
+        i += size_t(len);
         break;
-      case 'G':
-      case 0x95:  // BINFLOAT, FRAME
-        fixed = 8;
-        break;
-      case 0x8a:
-      case 'U':
-      case 'C':
-      case 0x8c:  // LONG1, SHORT_BINSTRING/BYTES/UNICODE
-        len_bytes = 1;
-        break;
-      case 0x8b:
-      case 'T':
-      case 'B':
-      case 'X':  // LONG4, BINSTRING, BINBYTES, BINUNICODE
-        len_bytes = 4;
-        break;
-      case 0x8d:
-      case 0x8e:  // BINUNICODE8, BINBYTES8
-        len_bytes = 8;
-        break;
-      case 'c':  // GLOBAL module\nname\n
+      }
+      case OpcodeArgument::kLines:
         if (!line() || !line()) return "truncated GLOBAL";
-        continue;
-      default: {
+        break;
+      case OpcodeArgument::kUnknown: {
         char buf[64];
         std::snprintf(buf, sizeof buf, "unexpected pickle opcode 0x%02x at byte %zu", op, i - 1);
         return buf;
       }
-    }
-    if (fixed > 0) {
-      if (!need(fixed)) return "truncated pickle";
-      i += fixed;
-    } else if (len_bytes > 0) {
-      if (!need(len_bytes)) return "truncated pickle";
-      const uint64_t len = le(len_bytes);
-      i += len_bytes;
-      if (len > n - i) {
-        return "a pickle field claims " + std::to_string(len) + " bytes but " +
-               std::to_string(n - i) + " remain";
-      }
-      i += size_t(len);
     }
   }
   return "the pickle has no STOP";

@@ -1,10 +1,14 @@
 #include <styleclip/error.h>
+#include <styleclip/io/atomic_file.h>
 #include <styleclip/io/sha256.h>
 #include <styleclip/io/verify_cache.h>
 #include <styleclip/models/bundle.h>
 
+#include <algorithm>
 #include <fstream>
+#include <limits>
 #include <sstream>
+#include <type_traits>
 
 namespace styleclip {
 namespace fs = std::filesystem;
@@ -26,8 +30,27 @@ T field(const json& obj, const std::string& key, const fs::path& manifest,
     throw bundle_error("invalid manifest '" + manifest.string() + "': missing field '" + name +
                        "'");
   }
+  const json& v = obj.at(key);
+  // nlohmann converts true to 1 and 64.9 to 64 without a word: a count must be an integer.
+  if constexpr (std::is_integral_v<T>) {
+    if (v.is_boolean() || v.is_number_float()) {
+      throw bundle_error("invalid manifest '" + manifest.string() + "': field '" + name +
+                         "' must be a whole number (found " + describe(v) + ")");
+    }
+    if (!v.is_number_integer()) {
+      throw bundle_error("invalid manifest '" + manifest.string() + "': field '" + name +
+                         "' has the wrong type (found " + describe(v) + ")");
+    }
+    const auto wide = v.is_number_unsigned() ? static_cast<long double>(v.get<uint64_t>())
+                                             : static_cast<long double>(v.get<int64_t>());
+    if (wide < static_cast<long double>(std::numeric_limits<T>::min()) ||
+        wide > static_cast<long double>(std::numeric_limits<T>::max())) {
+      throw bundle_error("invalid manifest '" + manifest.string() + "': field '" + name +
+                         "' is out of range (found " + describe(v) + ")");
+    }
+  }
   try {
-    return obj.at(key).get<T>();
+    return v.get<T>();
   } catch (const json::exception&) {
     throw bundle_error("invalid manifest '" + manifest.string() + "': field '" + name +
                        "' has the wrong type (found " + describe(obj.at(key)) + ")");
@@ -74,8 +97,8 @@ GeneratorInfo parse_generator(const json& g, const fs::path& mpath) {
   info.n_mlp = positive(g, "n_mlp", mpath, "generator");
   info.style_dims = field<std::vector<int>>(g, "style_dims", mpath, "generator");
   info.style_is_rgb = field<std::vector<bool>>(g, "style_is_rgb", mpath, "generator");
-  // StyleGAN2's layout (algorithms §3.1): log2(R) resolutions from 4 up, W+ has 2·log2(R) − 2
-  // rows and there are 3·(log2(R) − 2) + 2 style layers.
+  // StyleGAN2's layout (docs/algorithms.md §3.1): log2(R) resolutions from 4 up, W+ has 2·log2(R) −
+  // 2 rows and there are 3·(log2(R) − 2) + 2 style layers.
   int log_size = 0;
   while ((1 << log_size) < info.resolution) ++log_size;
   const auto expected_layers = static_cast<size_t>(3 * (log_size - 2) + 2);
@@ -142,7 +165,7 @@ Bundle Bundle::open(const fs::path& dir, Verify verify) {
                        std::string(e.what()).substr(0, 120) + ")");
   }
   const json& m = b.manifest_;
-  if (!m.is_object() || m.value("format", std::string()) != "styleclip-bundle") {
+  if (!m.is_object() || !m.contains("format") || m.at("format") != "styleclip-bundle") {
     throw bundle_error("invalid manifest '" + mpath.string() +
                        "': not a styleclip bundle (field 'format' must be \"styleclip-bundle\")");
   }
@@ -162,7 +185,17 @@ Bundle Bundle::open(const fs::path& dir, Verify verify) {
     const auto rel = field<std::string>(entry, "path", mpath, "files." + part);
     const auto sha = field<std::string>(entry, "sha256", mpath, "files." + part);
     const auto bytes = field<int64_t>(entry, "bytes", mpath, "files." + part);
-    const fs::path p = dir / rel;
+    // A part lives inside the bundle: a manifest must not point the loader at other files.
+    const fs::path relp(rel);
+    const bool escapes =
+        relp.empty() || relp.is_absolute() || relp.has_root_name() ||
+        std::any_of(relp.begin(), relp.end(), [](const fs::path& c) { return c == ".."; });
+    if (escapes) {
+      throw bundle_error("invalid manifest '" + mpath.string() + "': files." + part + ".path '" +
+                         rel +
+                         "' must be a path inside the bundle folder (no absolute path, no '..')");
+    }
+    const fs::path p = dir / relp;
     if (!fs::is_regular_file(p, ec)) {
       throw bundle_error("model bundle '" + dir.string() + "' is missing '" + rel + "' (the " +
                          part + " listed in manifest.json)");
@@ -243,6 +276,23 @@ json Bundle::checksums() const {
   json out = json::object();
   for (const auto& part : parts()) out[part] = sha256(part);
   return out;
+}
+
+void Bundle::add_part(const fs::path& dir, const std::string& part, const fs::path& file,
+                      const nlohmann::json& section) {
+  const auto mpath = dir / "manifest.json";
+  nlohmann::json m;
+  try {
+    std::ifstream in(mpath);
+    m = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw bundle_error("cannot update manifest '" + mpath.string() + "': " + e.what());
+  }
+  m["files"][part] = {{"path", file.lexically_relative(dir).generic_string()},
+                      {"sha256", sha256_file(file)},
+                      {"bytes", static_cast<int64_t>(fs::file_size(file))}};
+  if (!section.is_null()) m[part] = section;
+  write_file_atomic(mpath, m.dump(2) + "\n");
 }
 
 }  // namespace styleclip

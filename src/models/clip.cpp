@@ -1,6 +1,6 @@
 #include <styleclip/error.h>
 #include <styleclip/models/clip.h>
-#include <styleclip/models/script_module.h>
+#include "script_module.h"
 #include <styleclip/runtime.h>
 
 #include <cmath>

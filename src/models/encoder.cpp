@@ -1,6 +1,6 @@
 #include <styleclip/error.h>
 #include <styleclip/models/encoder.h>
-#include <styleclip/models/script_module.h>
+#include "script_module.h"
 #include <styleclip/runtime.h>
 
 #include <torch/nn/functional/upsampling.h>

@@ -1,7 +1,7 @@
 #include <styleclip/error.h>
 #include <styleclip/models/generator.h>
 #include <styleclip/models/numpy_random.h>
-#include <styleclip/models/script_module.h>
+#include "script_module.h"
 #include <styleclip/runtime.h>
 
 #include <sstream>

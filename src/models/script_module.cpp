@@ -1,5 +1,5 @@
 #include <styleclip/error.h>
-#include <styleclip/models/script_module.h>
+#include "script_module.h"
 #include <styleclip/runtime.h>
 
 namespace styleclip {

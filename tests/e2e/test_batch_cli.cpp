@@ -225,6 +225,30 @@ TEST_F(BatchCli, InterruptedRunLeavesNoPartialFileAndTheRerunFinishes) {
   EXPECT_EQ(files_with(out, ".json").size(), 8u);
 }
 
+TEST_F(BatchCli, InterruptedRunWithFramesLeavesNoPartialFrames) {
+  // Frames are written while a batch is optimised; a batch abandoned by Ctrl-C must not leave
+  // them behind (a rerun redoes it, and a frames folder without its sidecar is a half output).
+  const auto out = tmp_ / "out";
+  auto args = edit(out, {"--seed", "0-3", "--batch", "1", "--steps", "400", "--frames", "1"});
+  args.insert(args.begin(), STYLECLIP_BINARY);
+  const int pid = test::start_program(args, tmp_ / "stdout", tmp_ / "stderr");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (files_with(out, "00003.png").empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_FALSE(files_with(out, "00003.png").empty()) << "no frames appeared";
+  ::kill(pid, SIGINT);
+  EXPECT_EQ(test::wait_program(pid), 130);
+  EXPECT_TRUE(files_with(out, ".tmp").empty());
+  // Every frames folder left belongs to a finished item (its sidecar is there).
+  for (const auto& e : fs::directory_iterator(out)) {
+    const auto name = e.path().filename().string();
+    if (name.size() < 7 || name.compare(name.size() - 7, 7, ".frames") != 0) continue;
+    EXPECT_TRUE(fs::exists(out / (name.substr(0, name.size() - 7) + ".json")))
+        << "partial frames left: " << name;
+  }
+}
+
 TEST_F(BatchCli, CompareAndGoldenDetectDrift) {
   const auto golden = tmp_ / "golden";
   ASSERT_EQ(styleclip(edit(golden, {"--seed", "0-1", "--compare"})).code, 0);

@@ -21,7 +21,6 @@ class EditCli : public ::testing::Test {
  protected:
   void SetUp() override {
     SKIP_UNLESS_BUNDLE("tiny");
-    if (!fs::exists(test::testdata("tiny") / "clip.pt")) GTEST_SKIP() << "tiny bundle has no CLIP";
   }
   std::vector<std::string> base(const std::string& out) {
     return {"edit", "--models", test::testdata("tiny").string(), "--out", out, "--steps", "12"};
@@ -58,9 +57,11 @@ TEST_F(EditCli, SeedsGiveImagesLatentsSidecarsCompareAndVideo) {
   EXPECT_TRUE(side["metrics"]["identity_similarity"].is_number());
   EXPECT_GT(side["timing"]["steps_per_second"].get<double>(), 0.0);
   EXPECT_EQ(side["models"]["sha256"].size(), 4u);
-  if (side["outputs"].contains("video")) {
-    EXPECT_GT(fs::file_size(tmp_ / (stem + ".mp4")), 0u);
-  }
+  // The frames and their video are outputs like any other: the sidecar lists them.
+  EXPECT_EQ(side["outputs"]["frames"], stem + ".frames");
+  ASSERT_TRUE(side["outputs"].contains("video")) << side["outputs"].dump();
+  EXPECT_EQ(side["outputs"]["video"], stem + ".mp4");
+  EXPECT_GT(fs::file_size(tmp_ / (stem + ".mp4")), 0u);
 }
 
 TEST_F(EditCli, TwoRunsGiveByteIdenticalImagesAndLatents) {
@@ -113,9 +114,15 @@ TEST_F(EditCli, BadInputsExitWithCodesAndMessages) {
       {{"--text", "x"}, 2, "nothing to edit"},
       {{"--text", "x", "--seed", "0", "--method", "magic"},
        2,
-       "invalid --method 'magic': expected optimize, mapper or global"},
-      {{"--text", "x", "--seed", "0", "--space", "Z"}, 2, "invalid --space 'Z'"},
-      {{"--text", "x", "--seed", "0", "--clip-input", "weird"}, 2, "invalid --clip-input 'weird'"},
+       "--method: expected optimize, mapper or global, found 'magic'"},
+      {{"--text", "x", "--seed", "0", "--space", "Z"}, 2, "--space: expected W+ or S, found 'Z'"},
+      {{"--text", "x", "--seed", "0", "--clip-input", "weird"},
+       2,
+       "--clip-input: expected raw or normalized, found 'weird'"},
+      {{"--text", "x", "--seed", "0", "--mode", "odd"}, 2, "--mode: expected edit or free"},
+      {{"--text", "x", "--seed", "0", "--mapper", "m.pt"},
+       2,
+       "--mapper applies to --method mapper (drop it for optimize)"},
       {{"--text", "x", (tmp_ / "missing.pt").string()}, 4, "file does not exist"},
       {{"--text", "x", "--seed", "0", "--device", "cpu", "--cuda-graph"},
        2,
@@ -123,7 +130,7 @@ TEST_F(EditCli, BadInputsExitWithCodesAndMessages) {
        "--device cuda"},
       {{"--text", "x", "--neutral", "y", "--seed", "0", "--method", "global", "--cuda-graph"},
        2,
-       "--cuda-graph applies to --method optimize only"},
+       "--cuda-graph applies to --method optimize (drop it for global)"},
   };
   for (const auto& c : cases) {
     auto args = base(out);

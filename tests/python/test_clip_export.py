@@ -18,15 +18,15 @@ import json
 import os
 import sys
 import tempfile
-import time
-import traceback
 
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from styleclip_export import clip as C  # noqa: E402
+from checks import check, report, results  # noqa: E402
 
 FIXTURES = os.environ.get("STYLECLIP_FIXTURES") or os.path.join(ROOT, "..", "shared", "fixtures")
 CLIP_DIR = os.path.join(FIXTURES, "clip-openai")
@@ -35,20 +35,7 @@ TOL = 1e-4            # model-only agreement (README)
 FP16_TOL = 2e-3       # what fp16 rounding of the stored weights may move the embeddings
 FP16_MIN_COS = 0.9999
 
-results = []          # (name, ok, detail)
 errors = {}           # tensor name -> max abs error, for the summary
-
-
-def check(name):
-    def wrap(fn):
-        t0 = time.time()
-        try:
-            detail = fn() or ""
-            results.append((name, True, f"{detail} ({time.time() - t0:.1f}s)"))
-        except Exception:  # report every check, then fail at the end
-            results.append((name, False, traceback.format_exc().strip()))
-        return fn
-    return wrap
 
 
 def max_abs(a, b):
@@ -288,14 +275,12 @@ def main():
             return f"clip.pt {mb:.0f} MiB"
 
     tmp.cleanup()
-    failed = [r for r in results if not r[1]]
-    for name, ok, detail in results:
-        print(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}")
+    status = report()
     print("max abs errors vs tiny_expected.pt:")
     for k, v in errors.items():
         print(f"  {k:34s} {v:.3g}")
-    print(f"{len(results) - len(failed)}/{len(results)} checks passed")
-    return 1 if failed else 0
+    print(f"{sum(ok for _, ok, _ in results)}/{len(results)} checks passed")
+    return status
 
 
 if __name__ == "__main__":

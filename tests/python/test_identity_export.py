@@ -17,16 +17,16 @@ import json
 import os
 import sys
 import tempfile
-import time
-import traceback
 
 import torch
 import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from styleclip_export import identity as I  # noqa: E402
+from checks import check, report, results  # noqa: E402
 
 FIXTURES = os.environ.get("STYLECLIP_FIXTURES") or os.path.join(ROOT, "..", "shared", "fixtures")
 ARC_DIR = os.path.join(FIXTURES, "arcface-irse50")
@@ -34,20 +34,7 @@ KEYS_JSON = os.path.join(FIXTURES, "reference-keys", "arcface_ir_se50.json")
 
 TOL = 1e-4            # README: expect 1e-4 agreement in fp32
 
-results = []          # (name, ok, detail)
 errors = {}           # tensor name -> max abs error, for the summary
-
-
-def check(name):
-    def wrap(fn):
-        t0 = time.time()
-        try:
-            detail = fn() or ""
-            results.append((name, True, f"{detail} ({time.time() - t0:.1f}s)"))
-        except Exception:  # report every check, then fail at the end
-            results.append((name, False, traceback.format_exc().strip()))
-        return fn
-    return wrap
 
 
 def max_abs(a, b):
@@ -231,14 +218,12 @@ def main():
         return "\n      " + "\n      ".join(msgs)
 
     tmp.cleanup()
-    failed = [r for r in results if not r[1]]
-    for name, ok, detail in results:
-        print(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}")
+    status = report()
     print("max abs errors vs narrow_expected.pt:")
     for k, v in errors.items():
         print(f"  {k:18s} {v:.3g}")
-    print(f"{len(results) - len(failed)}/{len(results)} checks passed")
-    return 1 if failed else 0
+    print(f"{sum(ok for _, ok, _ in results)}/{len(results)} checks passed")
+    return status
 
 
 if __name__ == "__main__":

@@ -6,14 +6,14 @@ py=$1 src=$2 out=$3 fixtures=$4
 export=("$py" "$src/scripts/export_bundle.py")
 rm -rf "$out" && mkdir -p "$out"
 
-# tiny: random StyleGAN2 at 32 px (real architecture, narrow) + a tiny random CLIP.
+# tiny: random StyleGAN2 at 32 px (real architecture, narrow) + a tiny random CLIP on the
+# demonstration bundle's own vocabulary (made by this project: models/demo/README.md), so that every
+# test that needs a text model runs from this repository alone.
+vocab_demo="$src/models/demo/vocab.txt.gz"
+merges_demo=$("$py" -c "import json,sys; print(json.load(open(sys.argv[1]))['clip']['vocab_merges'])" \
+  "$src/models/demo/manifest.json")
 "${export[@]}" --random --resolution 32 --w-dim 32 --n-mlp 2 --channel-divisor 16 --seed 1 --out "$out/tiny"
-if [ -f "$fixtures/clip-tokenizer/bpe_simple_vocab_16e6.txt.gz" ]; then
-  "${export[@]}" --random-clip tiny --seed 2 --vocab "$fixtures/clip-tokenizer/bpe_simple_vocab_16e6.txt.gz" --out "$out/tiny"
-else
-  echo "note: $fixtures is absent: the tiny bundle has no CLIP model; CLIP tests will skip"
-fi
-
+"${export[@]}" --random-clip tiny --seed 2 --vocab "$vocab_demo" --vocab-merges "$merges_demo" --out "$out/tiny"
 "${export[@]}" --random-identity 8 --seed 4 --out "$out/tiny"
 
 # other: another rosinality checkpoint of a different size and channel layout, written to disk
@@ -45,9 +45,6 @@ fi
 # NVIDIA's code when present, else pickles laid out the same way by tests/python/nvidia_pickle.py),
 # each with a tiny random CLIP on the demonstration bundle's own vocabulary and a tiny identity
 # model, so every engine runs on an NVIDIA bundle from this repository alone.
-vocab_demo="$src/models/demo/vocab.txt.gz"
-merges_demo=$("$py" -c "import json,sys; print(json.load(open(sys.argv[1]))['clip']['vocab_merges'])" \
-  "$src/models/demo/manifest.json")
 for kind in nvidia nvidia_cond; do
   if [ "$kind" = nvidia ]; then fixture=ada_tiny64 synth=(--resolution 32 --z-dim 24); else
     fixture=ada_cond32 synth=(--resolution 32 --c-dim 3); fi

@@ -155,6 +155,87 @@ TEST_F(BrokenBundle, WrongFieldType) {
   EXPECT_NE(m.find("field 'generator.w_dim' has the wrong type"), std::string::npos) << m;
 }
 
+TEST_F(BrokenBundle, CountsMustBeWholeNumbersInRange) {
+  // JSON libraries read true as 1 and 64.9 as 64; a manifest saying so is wrong, not rounded.
+  const std::vector<std::pair<json, std::string>> cases = {
+      {64.9, "field 'generator.resolution' must be a whole number (found 64.9)"},
+      {true, "field 'generator.resolution' must be a whole number (found true)"},
+      {int64_t{1} << 40, "field 'generator.resolution' is out of range"}};
+  const json good = manifest_["generator"]["resolution"];
+  for (const auto& [value, message] : cases) {
+    manifest_["generator"]["resolution"] = value;
+    save();
+    const auto m = open_error();
+    EXPECT_NE(m.find(message), std::string::npos) << m;
+  }
+  manifest_["generator"]["resolution"] = good;
+  manifest_["format_version"] = 1.5;
+  save();
+  EXPECT_NE(open_error().find("field 'format_version' must be a whole number"), std::string::npos);
+  manifest_["format_version"] = 1;
+  manifest_["format"] = 5;  // not even a string: still the bundle's error, not a JSON exception
+  save();
+  EXPECT_NE(open_error().find("not a styleclip bundle"), std::string::npos);
+}
+
+TEST_F(BrokenBundle, FilePathsStayInsideTheBundle) {
+  // A manifest must not make the loader hash and run files from elsewhere.
+  fs::copy_file(dir_ / "generator.pt", tmp_ / "outside.pt");
+  for (const std::string& path : {std::string("../outside.pt"), (tmp_ / "outside.pt").string(),
+                                 std::string("a/../../outside.pt"), std::string("")}) {
+    manifest_["files"]["generator"]["path"] = path;
+    save();
+    const auto m = open_error(Bundle::Verify::kNone);
+    EXPECT_NE(m.find("files.generator.path '" + path + "' must be a path inside the bundle folder"),
+              std::string::npos)
+        << m;
+  }
+  // A sub-folder inside the bundle is fine.
+  fs::create_directories(dir_ / "sub");
+  fs::rename(dir_ / "generator.pt", dir_ / "sub" / "generator.pt");
+  manifest_["files"]["generator"]["path"] = "sub/generator.pt";
+  save();
+  EXPECT_NO_THROW((void)Bundle::open(dir_));
+}
+
+TEST_F(BrokenBundle, EveryFieldTheSchemaRequiresTheReaderRequires) {
+  // docs/manifest.schema.json is the format's description for other tools (the exporters' tests
+  // validate what they write against it); the reader must not accept less than it promises.
+  std::ifstream in(fs::path(STYLECLIP_SOURCE_DIR) / "docs/manifest.schema.json");
+  const json schema = json::parse(in);
+  const json good = manifest_;
+  const auto refused = [&](const std::string& what) {
+    save();
+    try {
+      (void)Bundle::open(dir_, Bundle::Verify::kNone);
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ExitCode::kBundleInvalid) << what;
+      return;
+    }
+    ADD_FAILURE() << "the reader accepts a manifest without " << what;
+  };
+  int checked = 0;
+  for (const auto& key : schema.at("required")) {
+    manifest_ = good;
+    manifest_.erase(key.get<std::string>());
+    refused(key.get<std::string>());
+    ++checked;
+  }
+  for (const auto& key : schema.at("$defs").at("generator").at("required")) {
+    manifest_ = good;
+    manifest_["generator"].erase(key.get<std::string>());
+    refused("generator." + key.get<std::string>());
+    ++checked;
+  }
+  for (const auto& key : schema.at("$defs").at("file").at("required")) {
+    manifest_ = good;
+    manifest_["files"]["generator"].erase(key.get<std::string>());
+    refused("files.generator." + key.get<std::string>());
+    ++checked;
+  }
+  EXPECT_GE(checked, 13);
+}
+
 TEST_F(BrokenBundle, ClassesAndSeedConvention) {
   // Bundles exported before NVIDIA pickles were read have neither field.
   manifest_["generator"].erase("c_dim");

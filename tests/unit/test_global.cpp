@@ -22,7 +22,7 @@ TEST(GlobalTemplates, SeventyNineWithoutManyPhotos) {
 }
 
 TEST(GlobalLayers, ReferenceDefaultForFfhqLayout) {
-  GeneratorInfo info;  // the 1024 px config-f layout (algorithms §3.1)
+  GeneratorInfo info;  // the 1024 px config-f layout (docs/algorithms.md §3.1)
   for (int l = 0; l < 26; ++l) {
     info.style_dims.push_back(512);
     info.style_is_rgb.push_back(l == 1 || (l >= 2 && (l - 2) % 3 == 2));

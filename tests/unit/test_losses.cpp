@@ -39,7 +39,8 @@ TEST(ClipResize, RowsAreAveragingWeights) {
   const auto& r = resize.matrix();
   EXPECT_EQ(r.sizes(), (std::vector<int64_t>{224, 1024}));
   EXPECT_TRUE(test::tensors_close(r.sum(1), torch::ones({224}), 1e-6));
-  // Each output pixel covers 32 upsampled pixels, i.e. 5 or 6 source pixels (algorithms §1.2).
+  // Each output pixel covers 32 upsampled pixels, i.e. 5 or 6 source pixels (docs/algorithms.md
+  // §1.2).
   const auto nnz = (r > 0).sum(1);
   EXPECT_GE(nnz.min().item<int64_t>(), 5);
   EXPECT_LE(nnz.max().item<int64_t>(), 6);

@@ -1,5 +1,5 @@
 // styleclip/engines/global_directions.h — engine 3: global directions in style space S
-// (StyleCLIP §3; algorithms §3.2–3.5).
+// (StyleCLIP paper, section 6; docs/algorithms.md §3.2–3.5).
 //
 // Prepare once per generator: per-channel mean/std of S over sampled W (truncation 0.7), and for
 // each channel c of the chosen layers the CLIP direction Δi_c: set c to mean ± 5σ on each of the
@@ -21,6 +21,7 @@
 #include <torch/types.h>
 #include <nlohmann/json.hpp>
 
+#include <styleclip/engines/engine.h>
 #include <styleclip/models/clip.h>
 #include <styleclip/models/generator.h>
 #include <styleclip/runtime.h>
@@ -50,7 +51,7 @@ struct GlobalStats {
 
 /// The reference's default layers: non-toRGB layers at 128 px or below.
 std::vector<int64_t> default_global_layers(const GeneratorInfo& info);
-/// The resolution a style layer acts at (StyleSpace order, algorithms §3.1).
+/// The resolution a style layer acts at (StyleSpace order, docs/algorithms.md §3.1).
 int style_layer_resolution(int64_t layer);
 
 struct PrepareOptions {
@@ -115,5 +116,8 @@ double auto_threshold(const GlobalStats& stats, const GeneratorInfo& info, const
 /// s + α·Δs for every layer (styles [N, C_l]).
 std::vector<torch::Tensor> apply_delta(const std::vector<torch::Tensor>& styles,
                                        const GlobalEdit& edit, double alpha);
+
+/// This engine behind the Engine interface (global style-space directions), for the registry.
+EngineInfo global_engine();
 
 }  // namespace styleclip

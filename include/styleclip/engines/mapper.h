@@ -1,4 +1,5 @@
-// styleclip/engines/mapper.h — engine 2: latent mappers (StyleCLIP §4.2; algorithms §2).
+// styleclip/engines/mapper.h — engine 2: latent mappers (StyleCLIP paper, section 5;
+// docs/algorithms.md §2).
 //
 // A mapper M_t is a small network trained for one prompt t that predicts a W+ step:
 //   w' = w + strength·M(w)          (the reference's hard-coded 0.1 is the default strength)
@@ -37,6 +38,7 @@
 #include <torch/types.h>
 #include <nlohmann/json.hpp>
 
+#include <styleclip/engines/engine.h>
 #include <styleclip/losses/losses.h>
 #include <styleclip/models/generator.h>
 #include <styleclip/models/identity.h>
@@ -230,7 +232,7 @@ void load_optimizer_state(const std::filesystem::path& path, torch::optim::Optim
 
 // --- training ----------------------------------------------------------------------------------
 
-/// Per training run (algorithms §2.3; defaults are the reference's train_options.py).
+/// Per training run (docs/algorithms.md §2.3; defaults are the reference's train_options.py).
 struct MapperTrainOptions {
   double clip_lambda = 1.0;  ///< weight of mean(1 − cos(CLIP(G(w')), text))
   double l2_lambda = 0.8;    ///< weight of mean((w' − w)²) (nn.MSELoss: a mean, not a sum)
@@ -271,5 +273,8 @@ MapperStepLosses mapper_train_step(LevelsMapper& mapper, torch::optim::Optimizer
                                    const Generator& gen, const ClipLoss& clip_loss,
                                    const IdentityModel* identity, const torch::Tensor& text,
                                    const torch::Tensor& w, const MapperTrainOptions& options);
+
+/// This engine behind the Engine interface (a trained mapper applied to latents), for the registry.
+EngineInfo mapper_engine();
 
 }  // namespace styleclip

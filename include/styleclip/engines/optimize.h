@@ -1,4 +1,4 @@
-// styleclip/engines/optimize.h — engine 1: text-guided latent optimisation (algorithms §1).
+// styleclip/engines/optimize.h — engine 1: text-guided latent optimisation (docs/algorithms.md §1).
 //
 // Adam on W+ (or on the non-toRGB style tensors of S) against
 //   1 − cos(CLIP(G(w)), CLIP(text)) + λ_L2·Σ(w − w₀)² + λ_ID·(1 − ⟨ArcFace(G(w)), ArcFace(G(w₀))⟩)
@@ -18,6 +18,7 @@
 #include <torch/types.h>
 #include <nlohmann/json.hpp>
 
+#include <styleclip/engines/engine.h>
 #include <styleclip/losses/losses.h>
 #include <styleclip/models/clip.h>
 #include <styleclip/models/generator.h>
@@ -98,5 +99,8 @@ void validate(const OptimizeOptions& options, bool has_identity_model);
 OptimizeResult optimize(const Generator& gen, const Clip& clip, const IdentityModel* identity,
                         const torch::Tensor& ws0, const torch::Tensor& text,
                         const OptimizeOptions& options, const OptimizeCallbacks& callbacks = {});
+
+/// This engine behind the Engine interface (latent optimisation), for the registry.
+EngineInfo optimize_engine();
 
 }  // namespace styleclip

@@ -1,10 +1,10 @@
 // styleclip/io/face_align.h — faces in photos: detection (YuNet through cv::FaceDetectorYN) and
 // the FFHQ-style aligned crop the generators were trained on, and the way back into the photo.
 //
-// The crop follows the reference's alignment (algorithms §4.1, encoder4editing/utils/alignment.py,
-// itself FFHQ's recipe) computed from YuNet's five landmarks instead of dlib's 68: the eye centres
-// and the mouth corners are the points the recipe uses. Images here are [H, W, 3] uint8 RGB
-// tensors (read_image_rgb's form).
+// The crop follows the reference's alignment (docs/algorithms.md §4.1,
+// encoder4editing/utils/alignment.py, itself FFHQ's recipe) computed from YuNet's five landmarks
+// instead of dlib's 68: the eye centres and the mouth corners are the points the recipe uses.
+// Images here are [H, W, 3] uint8 RGB tensors (read_image_rgb's form).
 #pragma once
 
 #include <array>
@@ -60,7 +60,7 @@ struct Alignment {
   [[nodiscard]] nlohmann::json to_json() const;
 };
 
-/// The reference's quad from the eye centres and mouth corners (algorithms §4.1):
+/// The reference's quad from the eye centres and mouth corners (docs/algorithms.md §4.1):
 /// x = eye_to_eye − rot90(eye_to_mouth), scaled to max(2·|eye_to_eye|, 1.8·|eye_to_mouth|);
 /// y = rot90(x); centre = eye_avg + 0.1·eye_to_mouth.
 Alignment ffhq_alignment(const std::array<Point2, 5>& landmarks, int size);

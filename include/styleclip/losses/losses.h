@@ -1,4 +1,4 @@
-// styleclip/losses/losses.h — the terms of StyleCLIP's objectives (algorithms §1.1–1.3).
+// styleclip/losses/losses.h — the terms of StyleCLIP's objectives (docs/algorithms.md §1.1–1.3).
 //
 // * `ClipResize`: the reference's resize of a generator image to CLIP's input (nearest upsample
 //   by u, then average pool by k) as the separable linear map out = R·img·Rᵀ, never materialising

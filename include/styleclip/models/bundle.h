@@ -87,6 +87,13 @@ class Bundle {
   /// {part: sha256} of every file, for sidecars (what exactly ran).
   [[nodiscard]] nlohmann::json checksums() const;
 
+  /// Adds (or replaces) a part in the manifest of the bundle in `dir`: `file` (inside `dir`) is
+  /// listed under files.<part> with its size and sha256, and `section`, when not null, becomes the
+  /// manifest's top-level <part> entry. The manifest is rewritten atomically. The one C++ writer
+  /// of the format `open` reads (docs/bundle-format.md; the exporters write the rest).
+  static void add_part(const std::filesystem::path& dir, const std::string& part,
+                       const std::filesystem::path& file, const nlohmann::json& section);
+
   /// How many files `open` hashed (the others were known unchanged, or not verified).
   [[nodiscard]] int files_hashed() const { return files_hashed_; }
 

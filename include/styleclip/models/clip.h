@@ -1,7 +1,7 @@
 // styleclip/models/clip.h — the bundle's CLIP model (TorchScript) and tokenizer.
 //
-// Wraps `clip.pt` as written by scripts/export_bundle.py (OpenAI's architecture, algorithms §7):
-// `encode_text` tokenizes with the bundle's BPE vocabulary and embeds; `encode_image` takes a
+// Wraps `clip.pt` as written by scripts/export_bundle.py (OpenAI's architecture, docs/algorithms.md
+// §7): `encode_text` tokenizes with the bundle's BPE vocabulary and embeds; `encode_image` takes a
 // generator image in [-1, 1] of any size and stays differentiable (the loss path);
 // `embed_image` applies CLIP's own photo preprocessing (§7.2) to an 8-bit RGB image. All
 // embeddings are unnormalised, as OpenAI's encode_* return them. The model is frozen; inputs

@@ -1,5 +1,6 @@
 // styleclip/models/encoder.h — the bundle's image encoder (e4e, optional): an aligned face → W+
-// in one forward pass (algorithms §4.2), for photos (`invert --with encoder`, `edit PHOTO`).
+// in one forward pass (docs/algorithms.md §4.2), for photos (`invert --with encoder`, `edit
+// PHOTO`).
 //
 // Wraps `encoder.pt` as written by scripts/export_bundle.py --encoder (Encoder4Editing with the
 // generator's latent_avg already added, as e4e's psp.py returns it). `encode` takes the aligned

@@ -1,8 +1,8 @@
 // styleclip/models/generator.h — the bundle's StyleGAN2 generator (TorchScript) behind a C++ API.
 //
 // Wraps `generator.pt` as written by scripts/export_bundle.py (rosinality's architecture,
-// algorithms §8): mapping z → w (with a class label for a conditional generator: the module's
-// `mapping_conditional`), truncation toward w_avg, W → W+ broadcast, W+ → style space S
+// docs/algorithms.md §8): mapping z → w (with a class label for a conditional generator: the
+// module's `mapping_conditional`), truncation toward w_avg, W → W+ broadcast, W+ → style space S
 // (StyleSpace order, §3.1), and synthesis from W+ or S. Construction checks the module's methods
 // and runs mapping and styles once on the device to check every shape against the manifest.
 // Every method is const and safe to call from one thread at a time; the module is frozen

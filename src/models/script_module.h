@@ -1,5 +1,6 @@
 // styleclip/models/script_module.h — loading a bundle's TorchScript file with useful errors.
-// Internal to the models layer (the only layer that knows TorchScript method names).
+// Private to the models layer (the only layer that knows TorchScript method names), so the
+// public headers need not include <torch/script.h>.
 #pragma once
 
 #include <filesystem>
@@ -12,7 +13,7 @@ namespace styleclip {
 
 /// Loads `path` onto `device`, checks that it has every method in `methods` (the `kind` of model
 /// is named in the error, with `fix` as the hint), switches it to eval mode and freezes its
-/// parameters (no requires_grad: saves ~14 % per optimisation step, LIBTORCH-NOTES).
+/// parameters (no requires_grad: saves ~14 % per optimisation step, docs/libtorch-notes.md).
 torch::jit::Module load_script_module(const std::filesystem::path& path, torch::Device device,
                                       const std::string& kind,
                                       const std::vector<std::string>& methods,

@@ -1,4 +1,4 @@
-// src/cli/compare.h — regression comparison of two output folders (`styleclip compare`,
+// styleclip/workflows/compare.h — regression comparison of two output folders (`styleclip compare`,
 // `edit --golden`): images by 8-bit level difference and PSNR, tensors (.pt) by max absolute
 // difference, sidecars (.json) field by field with volatile fields (time, timings, device,
 // absolute paths) left out, and any other file byte for byte.
@@ -11,7 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace styleclip::cli {
+namespace styleclip {
 
 struct CompareTolerance {
   int pixel_levels = 1;          ///< max per-channel difference of 8-bit images
@@ -38,4 +38,4 @@ CompareReport compare_folders(const std::filesystem::path& expected,
 void log_report(const CompareReport& r, const std::filesystem::path& expected,
                 const std::filesystem::path& actual);
 
-}  // namespace styleclip::cli
+}  // namespace styleclip

@@ -1,5 +1,5 @@
-// src/cli/batch.h — what batch runs share: input expansion (files and folders), sharding across
-// machines, prompt files, interruption, and the run summary.
+// styleclip/workflows/batch.h — what batch runs share: input expansion (files and folders),
+// sharding across machines, prompt files, interruption, and the run summary.
 //
 // Sharding is deterministic and needs no coordinator: every process expands the same inputs in
 // the same sorted order and takes the K-th of N contiguous, balanced slices (sizes differ by at
@@ -15,7 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace styleclip::cli {
+namespace styleclip {
 
 /// One input file found by expansion, with the output name that keeps its place: the path
 /// relative to the folder it was found in, without extension ("sub/dir/x" for a recursive find),
@@ -85,4 +85,4 @@ class RunSummary {
   std::size_t skipped_ = 0;
 };
 
-}  // namespace styleclip::cli
+}  // namespace styleclip

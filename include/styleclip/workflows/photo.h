@@ -1,4 +1,4 @@
-// src/cli/photo.h — a photo made editable: read, detect the face, FFHQ-align it, invert
+// styleclip/workflows/photo.h — a photo made editable: read, detect the face, FFHQ-align it, invert
 // the crop to W+ (engines/invert), and cache the inversion beside the outputs. Shared by
 // `styleclip invert` and `styleclip edit PHOTO`, so that inverting a photo with one and editing it
 // with the other reuses the same cache.
@@ -23,9 +23,7 @@
 #include <styleclip/models/identity.h>
 #include <styleclip/models/lpips.h>
 
-#include <CLI/CLI.hpp>
-
-namespace styleclip::cli {
+namespace styleclip {
 
 /// Image file extensions taken as photos (everything else is a latent file).
 bool is_photo_path(const std::filesystem::path& path);
@@ -45,11 +43,6 @@ struct PhotoOptions {
   int64_t max_pixels = kDefaultMaxPixels;
   InvertOptions engine;
 };
-
-/// `--face-detector`, `--aligned`, `--max-pixels` and the projector's options. `prefix` names the
-/// projector's step option: "--steps" for invert, "--invert-steps" for edit (whose --steps is
-/// the edit's).
-void add_photo_options(CLI::App& app, PhotoOptions& o, const std::string& steps_flag);
 
 /// One photo's face, ready to edit.
 struct PhotoFace {
@@ -119,4 +112,4 @@ class PhotoInverter {
   std::string method_;
 };
 
-}  // namespace styleclip::cli
+}  // namespace styleclip

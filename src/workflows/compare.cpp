@@ -1,4 +1,4 @@
-#include "compare.h"
+#include <styleclip/workflows/compare.h>
 
 #include <styleclip/error.h>
 #include <styleclip/io/image_io.h>
@@ -14,7 +14,7 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
-namespace styleclip::cli {
+namespace styleclip {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -251,4 +251,4 @@ void log_report(const CompareReport& r, const fs::path& expected, const fs::path
   }
 }
 
-}  // namespace styleclip::cli
+}  // namespace styleclip

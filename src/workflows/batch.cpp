@@ -1,4 +1,4 @@
-#include "batch.h"
+#include <styleclip/workflows/batch.h>
 
 #include <styleclip/error.h>
 
@@ -12,7 +12,7 @@
 
 #include <spdlog/spdlog.h>
 
-namespace styleclip::cli {
+namespace styleclip {
 namespace fs = std::filesystem;
 
 namespace {
@@ -232,4 +232,4 @@ nlohmann::json RunSummary::finish(bool interrupted) {
           {"wall_seconds", secs},       {"per_second", rate}};
 }
 
-}  // namespace styleclip::cli
+}  // namespace styleclip

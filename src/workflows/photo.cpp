@@ -1,4 +1,4 @@
-#include "photo.h"
+#include <styleclip/workflows/photo.h>
 
 #include <styleclip/error.h>
 #include <styleclip/io/atomic_file.h>
@@ -16,9 +16,9 @@
 
 #include <spdlog/spdlog.h>
 
-#include "common.h"
+#include <styleclip/workflows/run.h>
 
-namespace styleclip::cli {
+namespace styleclip {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -30,34 +30,6 @@ bool is_photo_path(const fs::path& path) {
     if (ext == e) return true;
   }
   return false;
-}
-
-void add_photo_options(CLI::App& app, PhotoOptions& o, const std::string& steps_flag) {
-  app.add_option("--face-detector", o.detector,
-                 "YuNet model for photos (default: the bundle's face_detector.onnx)");
-  app.add_flag("--aligned", o.aligned, "photos are aligned face crops already: no detection");
-  app.add_option("--max-pixels", o.max_pixels,
-                 "refuse photos with more pixels than this (decompression bombs)")
-      ->capture_default_str()
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
-  app.add_option(
-         "--with", o.with,
-         "inversion: encoder (the bundle's e4e, one forward pass), optimize (the projector, "
-         "from the encoder's answer when the bundle has one) or auto (encoder if any)")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "encoder", "optimize"}));
-  app.add_option(steps_flag, o.engine.steps, "inversion: projector steps")->capture_default_str();
-  app.add_option("--invert-lr", o.engine.lr, "inversion: peak learning rate")
-      ->capture_default_str();
-  app.add_option("--pixel-lambda", o.engine.pixel_lambda, "inversion: weight of the pixel MSE")
-      ->capture_default_str();
-  app.add_option("--lpips-lambda", o.engine.lpips_lambda,
-                 "inversion: weight of LPIPS, the perceptual term when the bundle has one")
-      ->capture_default_str();
-  app.add_option("--clip-lambda", o.engine.clip_lambda,
-                 "inversion: weight of the CLIP image-feature distance (the perceptual term; 0: "
-                 "off)")
-      ->capture_default_str();
 }
 
 json PhotoFace::to_json() const {
@@ -165,6 +137,32 @@ PhotoFace PhotoInverter::locate(const fs::path& photo) const {
   return face;
 }
 
+namespace {
+
+/// Fills `face` from an earlier inversion when its sidecar's cache key is `key`; false when there
+/// is none (an unreadable or partial cache is no cache: the photo is inverted again).
+bool read_cache(PhotoFace& face, const json& key, const GeneratorInfo& g) {
+  if (!fs::exists(face.latent_file) || !fs::exists(face.sidecar_file)) return false;
+  try {
+    std::ifstream f(face.sidecar_file);
+    const auto side = json::parse(f);
+    if (side.value("cache_key", json()) != key) return false;
+    face.ws = load_latents(face.latent_file, g.num_ws, g.w_dim);
+    face.psnr = side.at("metrics").value("psnr", 0.0);
+    const auto id = side.at("metrics").value("identity_similarity", json());
+    if (id.is_number()) face.identity = id.get<double>();
+    face.cached = true;
+    spdlog::info(
+        "'{}': inverted before with the same image, generator and options (cached in '{}')",
+        face.path.string(), face.sidecar_file.string());
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+}  // namespace
+
 void PhotoInverter::invert(PhotoFace& face) const {
   const std::string stem = face.path.stem().string();
   const auto files = cache_files(face.path);
@@ -183,26 +181,7 @@ void PhotoInverter::invert(PhotoFace& face) const {
     key["perceptual"] = perceptual();
     if (lpips_) key["lpips_sha256"] = checksums.value("lpips", "");
   }
-  const auto& g = bundle_.generator();
-  if (!options_.overwrite && fs::exists(face.latent_file) && fs::exists(face.sidecar_file)) {
-    try {
-      std::ifstream f(face.sidecar_file);
-      const auto side = json::parse(f);
-      if (side.value("cache_key", json()) == key) {
-        face.ws = load_latents(face.latent_file, g.num_ws, g.w_dim);
-        face.psnr = side.at("metrics").value("psnr", 0.0);
-        const auto id = side.at("metrics").value("identity_similarity", json());
-        if (id.is_number()) face.identity = id.get<double>();
-        face.cached = true;
-        spdlog::info(
-            "'{}': inverted before with the same image, generator and options (cached in '{}')",
-            face.path.string(), face.sidecar_file.string());
-        return;
-      }
-    } catch (const std::exception&) {
-      // An unreadable or partial cache is no cache: invert again.
-    }
-  }
+  if (!options_.overwrite && read_cache(face, key, bundle_.generator())) return;
   const auto target = to_generator_range(face.crop).unsqueeze(0).to(gen_.device());
   InvertResult r;
   torch::Tensor start;
@@ -274,4 +253,4 @@ void PhotoInverter::invert(PhotoFace& face) const {
   }
 }
 
-}  // namespace styleclip::cli
+}  // namespace styleclip

@@ -1,9 +1,10 @@
-// src/cli/inputs.h — the W+ codes a command works on: sampled seeds and rows of latent files,
-// each with a predictable output name and a description for the sidecar. A latent file that
+// styleclip/workflows/inputs.h — the W+ codes a command works on: sampled seeds and rows of latent
+// files, each with a predictable output name and a description for the sidecar. A latent file that
 // cannot be read becomes one failed item (named, with the reason) so that a batch goes on.
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -14,9 +15,9 @@
 
 #include <styleclip/models/generator.h>
 
-#include "batch.h"
+#include <styleclip/workflows/batch.h>
 
-namespace styleclip::cli {
+namespace styleclip {
 
 struct PhotoFace;  // photo.h
 
@@ -52,4 +53,20 @@ std::vector<InputItem> collect_inputs(const Generator& gen, const std::vector<ui
                                       double truncation, std::optional<int64_t> class_index,
                                       const std::vector<LoadedFile>& files);
 
-}  // namespace styleclip::cli
+/// "7", "0-7", "1,4,9-11" → seeds. Throws a usage error naming the option on anything else.
+std::vector<uint64_t> parse_seeds(const std::string& spec);
+
+/// Usage error naming --seed when the bundle cannot draw one of `seeds` (numpy's RandomState,
+/// NVIDIA's convention, takes seeds up to 2^32 − 1 only).
+void check_seeds(const std::vector<uint64_t>& seeds, const GeneratorInfo& info,
+                 const std::filesystem::path& models);
+
+/// Checks `--class` against the bundle, before any model loads: required (and within
+/// 0..c_dim−1) on a conditional generator when the run samples z (`samples_z`), refused on an
+/// unconditional one, and refused where nothing is sampled (`sampled_by` names the option that
+/// samples, e.g. "--seed"). Returns the class to use (nullopt: none).
+std::optional<int64_t> check_class(const std::optional<int64_t>& flag, const GeneratorInfo& info,
+                                   const std::filesystem::path& models, bool samples_z,
+                                   const std::string& sampled_by);
+
+}  // namespace styleclip

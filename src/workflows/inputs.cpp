@@ -1,0 +1,141 @@
+#include <styleclip/workflows/inputs.h>
+
+#include <styleclip/error.h>
+#include <styleclip/io/latent_io.h>
+#include <styleclip/models/bundle.h>
+#include <styleclip/models/numpy_random.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <sstream>
+
+namespace styleclip {
+namespace fs = std::filesystem;
+
+std::vector<LoadedFile> load_latent_files(const std::vector<InputFile>& files, int64_t num_ws,
+                                          int64_t w_dim) {
+  std::vector<LoadedFile> out;
+  for (const auto& f : files) {
+    LoadedFile lf{f, {}, {}};
+    try {
+      lf.ws = load_latents(f.path, num_ws, w_dim);
+    } catch (const Error& e) {
+      lf.error = e.what();
+    }
+    out.push_back(std::move(lf));
+  }
+  return out;
+}
+
+void require_all_readable(const std::vector<LoadedFile>& files) {
+  for (const auto& f : files) {
+    if (!f.error.empty()) throw input_error(f.error);
+  }
+}
+
+std::vector<InputItem> collect_inputs(const Generator& gen, const std::vector<uint64_t>& seeds,
+                                      double truncation, std::optional<int64_t> class_index,
+                                      const std::vector<LoadedFile>& files) {
+  torch::NoGradGuard no_grad;
+  std::vector<InputItem> items;
+  const auto label = gen.class_label(class_index, 1);
+  for (const auto seed : seeds) {
+    char name[32];
+    std::snprintf(name, sizeof name, "seed%04llu", static_cast<unsigned long long>(seed));
+    const auto w = gen.truncate(gen.mapping(gen.seed_z(seed).unsqueeze(0), label), truncation);
+    nlohmann::json input{{"seed", seed}, {"truncation", truncation}};
+    if (class_index) input["class"] = *class_index;
+    items.push_back({name, std::move(input), gen.broadcast(w), {}, nullptr});
+  }
+  for (const auto& f : files) {
+    const auto path = std::filesystem::absolute(f.file.path).lexically_normal().string();
+    if (!f.error.empty()) {
+      items.push_back({f.file.name, nlohmann::json{{"latent", path}}, {}, f.error, nullptr});
+      continue;
+    }
+    const auto& ws = f.ws;
+    for (int64_t i = 0; i < ws.size(0); ++i) {
+      char suffix[32];
+      std::snprintf(suffix, sizeof suffix, "_%03lld", static_cast<long long>(i));
+      items.push_back({ws.size(0) > 1 ? f.file.name + suffix : f.file.name,
+                       nlohmann::json{{"latent", path}, {"index", i}},
+                       ws.slice(0, i, i + 1).to(gen.device()),
+                       {},
+                       nullptr});
+    }
+  }
+  return items;
+}
+
+std::vector<uint64_t> parse_seeds(const std::string& spec) {
+  const auto bad = [&]() {
+    return usage_error("invalid --seed '" + spec +
+                       "': expected N, N-M or a comma list such as 1,4,9-11");
+  };
+  std::vector<uint64_t> seeds;
+  std::stringstream ss(spec);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty() || item.find_first_not_of("0123456789-") != std::string::npos) throw bad();
+    const auto dash = item.find('-');
+    try {
+      if (dash == std::string::npos) {
+        seeds.push_back(std::stoull(item));
+      } else {
+        const auto a = std::stoull(item.substr(0, dash));
+        const auto b = std::stoull(item.substr(dash + 1));
+        if (b < a || b - a > 100000) throw bad();
+        for (auto s = a; s <= b; ++s) seeds.push_back(s);
+      }
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception&) {
+      throw bad();
+    }
+  }
+  if (seeds.empty()) throw bad();
+  return seeds;
+}
+
+void check_seeds(const std::vector<uint64_t>& seeds, const GeneratorInfo& info,
+                 const fs::path& models) {
+  if (info.seed_convention != SeedConvention::kNumpyRandomState) return;
+  for (const auto seed : seeds) {
+    if (seed > kNumpyMaxSeed) {
+      throw usage_error("invalid --seed " + std::to_string(seed) + ": model bundle '" +
+                        models.string() +
+                        "' draws z as NVIDIA's tools do, with numpy's RandomState, whose seeds are "
+                        "0-" +
+                        std::to_string(kNumpyMaxSeed));
+    }
+  }
+}
+
+std::optional<int64_t> check_class(const std::optional<int64_t>& flag, const GeneratorInfo& info,
+                                   const fs::path& models, bool samples_z,
+                                   const std::string& sampled_by) {
+  const std::string bundle = "model bundle '" + models.string() + "'";
+  if (info.c_dim == 0) {
+    if (flag) {
+      throw usage_error("--class " + std::to_string(*flag) + " given, but " + bundle +
+                        " is unconditional (drop --class)");
+    }
+    return std::nullopt;
+  }
+  const std::string classes = bundle + " is conditional with " + std::to_string(info.c_dim) +
+                              " classes (0-" + std::to_string(info.c_dim - 1) + ")";
+  if (!samples_z) {
+    if (flag) {
+      throw usage_error("--class picks the class of latents sampled with " + sampled_by +
+                        ", and nothing is sampled here (drop --class)");
+    }
+    return std::nullopt;
+  }
+  if (!flag) throw usage_error("--class is required: " + classes);
+  if (*flag < 0 || *flag >= info.c_dim) {
+    throw usage_error("invalid --class " + std::to_string(*flag) + ": " + classes);
+  }
+  return flag;
+}
+
+}  // namespace styleclip
