@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Turns scripts/gpu_check.sh's results.jsonl into the markdown tables of bench/RESULTS.md:
 C++ against Python/PyTorch on the same computation, the time ratio (C++ ÷ Python, below 1 is
-faster), peak GPU memory of each side, and the issue's targets projected from the measurements."""
+faster), peak GPU memory of each side, and the project's targets projected from the measurements."""
 
 import json
 import sys

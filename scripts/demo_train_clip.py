@@ -9,7 +9,7 @@
    similarities, learned temperature) on freshly rendered image-caption pairs every step.
    Images are shown half the time as CLIP-normalised pixels and half the time as the raw [-1, 1]
    generator range, because StyleCLIP's optimisation and mapper losses feed raw generator output
-   to CLIP (styleclip-algorithms.md §1) while the global directions use full preprocessing.
+   to CLIP (docs/algorithms.md §1) while the global directions use full preprocessing.
 3. Zero-shot check on 500 fresh scenes: the right colour word among the 8 ("a red shape"...) and
    the right shape among the 3 ("a circle"...), for both input conventions.
 

@@ -18,9 +18,9 @@ void configure_runtime(int threads);
 /// error (exit code 5) when CUDA is asked for but absent, a usage error for anything else.
 torch::Device parse_device(const std::string& spec);
 
-/// The arithmetic of the models' forward passes (SPEC: --precision). The latents, the optimiser
-/// state and the losses stay fp32 whatever is chosen; only the generator's and CLIP's convolutions
-/// and matrix products run at the lower precision, through LibTorch's autocast.
+/// The arithmetic of the models' forward passes (`--precision`, docs/cli.md). The latents, the
+/// optimiser state and the losses stay fp32 whatever is chosen; only the generator's and CLIP's
+/// convolutions and matrix products run at the lower precision, through LibTorch's autocast.
 enum class Precision {
   kFp32,  ///< plain fp32; on CUDA also with TF32 switched off (cuDNN allows it by default)
   kTf32,  ///< fp32 tensors, TF32 matrix units on CUDA (Ampere and later); same as fp32 on the CPU
@@ -28,8 +28,8 @@ enum class Precision {
   kFp16,  ///< autocast to float16 (CUDA only)
 };
 
-/// Parses `auto`, `fp32`, `tf32`, `bf16` or `fp16` for `device`. `auto` is bf16 on CUDA (the
-/// issue's default: every GPU the tool targets has bf16 units) and fp32 on the CPU, where bf16
+/// Parses `auto`, `fp32`, `tf32`, `bf16` or `fp16` for `device`. `auto` is bf16 on CUDA (this
+/// tool's default: every GPU it targets has bf16 units) and fp32 on the CPU, where bf16
 /// is emulated on most processors and slower than fp32. fp16 on the CPU is a usage error.
 Precision parse_precision(const std::string& spec, const torch::Device& device);
 std::string to_string(Precision p);

@@ -487,7 +487,7 @@ class Generator(nn.Module):
         """The work that does not depend on the style layers of `convs[upto]` and after (fixed
         noise): [input of convs[upto], conv1's output, each finished resolution's features].
         Global-direction preparation computes it once per image and reuses it for every channel
-        of a later layer (styleclip-algorithms.md §3.3 perturbs one layer at a time)."""
+        of a later layer (docs/algorithms.md §3.3 perturbs one layer at a time)."""
         batch = styles[0].shape[0]
         x = self.conv1(self.input(batch), styles[0], False)
         out: List[Tensor] = [x, x]

@@ -1,5 +1,5 @@
 // `styleclip align` — find the face in each photo and write the FFHQ-style aligned crop the
-// generator expects, with a JSON of the landmarks and the crop transform (algorithms
+// generator expects, with a JSON of the landmarks and the crop transform (docs/algorithms.md
 // §4.1). A photo with no face exits 4 naming the photo; several faces: the largest, with a note,
 // or each with --all-faces.
 #include <styleclip/error.h>

@@ -96,11 +96,11 @@ std::vector<std::string> EngineSettings::names() const {
   return out;
 }
 
-std::vector<json> judge_rows(const Clip& clip, int64_t resolution, const IdentityModel* identity,
-                             const torch::Tensor& text, const torch::Tensor& before,
-                             const torch::Tensor& after) {
+std::vector<json> judge_rows(const Clip& clip, int64_t resolution, ClipInput input,
+                             const IdentityModel* identity, const torch::Tensor& text,
+                             const torch::Tensor& before, const torch::Tensor& after) {
   torch::NoGradGuard no_grad;
-  const ClipLoss judge(clip, resolution, ClipInput::kRaw);
+  const ClipLoss judge(clip, resolution, input);
   const auto b = judge.similarity(before, text).cpu();
   const auto a = judge.similarity(after, text).cpu();
   torch::Tensor ident;
@@ -113,6 +113,14 @@ std::vector<json> judge_rows(const Clip& clip, int64_t resolution, const Identit
          {"identity_similarity", ident.defined() ? json(ident[k].item<double>()) : json(nullptr)}});
   }
   return out;
+}
+
+EngineOption clip_input_option() {
+  return {"--clip-input",
+          EngineOption::Kind::kText,
+          "raw: the [-1, 1] image as the reference feeds CLIP; normalized: CLIP's mean/std",
+          "raw",
+          {"raw", "normalized"}};
 }
 
 std::vector<double> parse_sweep(const std::string& spec, const std::string& option) {

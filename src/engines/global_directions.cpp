@@ -101,7 +101,8 @@ const std::vector<std::string>& imagenet_templates() {
 }
 
 int style_layer_resolution(int64_t layer) {
-  // conv1 and to_rgb1 act at 4 px; then three layers per resolution from 8 px up (§3.1).
+  // conv1 and to_rgb1 act at 4 px; then three layers per resolution from 8 px up
+  // (docs/algorithms.md §3.1).
   return layer < 2 ? 4 : 8 << ((layer - 2) / 3);
 }
 
@@ -306,7 +307,8 @@ torch::Tensor channel_directions(const Generator& gen, const Clip& clip,
     for (size_t m = 0; m < stats.sample_styles.size(); ++m) {
       styles.push_back(stats.sample_styles[m].to(dev).index_select(0, img));
     }
-    // The channel is set to its dataset mean ± σ·std; the sample's own value is not used (§3.3).
+    // The channel is set to its dataset mean ± σ·std; the sample's own value is not used
+    // (docs/algorithms.md §3.3).
     const auto value = mean_l.index_select(0, ch) + sign * o.sigma * std_l.index_select(0, ch);
     const auto rows =
         torch::arange(stop - start, torch::TensorOptions().dtype(torch::kInt64).device(dev));

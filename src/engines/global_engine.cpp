@@ -9,6 +9,7 @@
 #include <styleclip/engines/engine.h>
 #include <styleclip/engines/global_directions.h>
 #include <styleclip/error.h>
+#include <styleclip/losses/losses.h>
 #include <styleclip/models/bundle.h>
 #include <styleclip/models/clip.h>
 #include <styleclip/models/generator.h>
@@ -58,6 +59,12 @@ void check_settings(const EngineSettings& s) {
   if (image_pair(s) && (!s.has("--target-image") || !s.has("--neutral-image"))) {
     throw usage_error("--target-image and --neutral-image go together");
   }
+  for (const char* name : {"--target-image", "--neutral-image"}) {
+    if (s.has(name) && !s.image(name).defined()) {  // a library caller gave the path only
+      throw usage_error(std::string(name) +
+                        ": the picture's pixels are missing (EngineSettings::set_image)");
+    }
+  }
   if (!image_pair(s) && s.text("--neutral", "").find_first_not_of(" \t\r\n") == std::string::npos) {
     throw usage_error(
         "--method global needs --neutral TEXT (what the image shows now, e.g. \"face\")");
@@ -82,6 +89,7 @@ class GlobalEngine final : public Engine {
     strength_ = s.number("--strength", kDefaultStrength);
     strengths_ = parse_sweep(s.text("--strength-sweep", ""), "--strength-sweep");
     thresholds_ = parse_sweep(s.text("--threshold-sweep", ""), "--threshold-sweep");
+    clip_input_ = parse_clip_input(s.text("--clip-input", "raw"));
   }
 
   json prepare(const std::string& prompt, const EngineHooks& hooks) override {
@@ -137,7 +145,8 @@ class GlobalEngine final : public Engine {
     r.before = gen.synthesis_from_styles(s);
     r.styles = apply_delta(s, edit_, strength_);
     r.after = edit_.channels > 0 ? gen.synthesis_from_styles(r.styles) : r.before;
-    r.metrics = judge_rows(*m_.clip, gen.info().resolution, m_.identity, text_, r.before, r.after);
+    r.metrics = judge_rows(*m_.clip, gen.info().resolution, clip_input_, m_.identity, text_,
+                           r.before, r.after);
     for (auto& row : r.metrics) row["channels"] = edit_.channels;
     r.errors.assign(r.metrics.size(),
                     edit_.channels > 0 ? "" : "no channel passed the threshold: image unchanged");
@@ -176,6 +185,7 @@ class GlobalEngine final : public Engine {
   std::optional<double> beta_;
   double strength_ = kDefaultStrength;
   std::vector<double> strengths_, thresholds_;
+  ClipInput clip_input_ = ClipInput::kRaw;
   torch::Tensor text_, dt_;
   GlobalEdit edit_;
 };
@@ -198,6 +208,7 @@ EngineInfo global_engine() {
        "global: alpha, how far along the direction (default 4.1; negative reverses)",
        "",
        {}},
+      clip_input_option(),
       {"--threshold", K::kText, "beta in [0, 1]: minimum channel relevance, or auto", "0.15", {}},
       {"--no-templates",
        K::kFlag,
@@ -222,7 +233,12 @@ EngineInfo global_engine() {
        {}},
   };
   e.needs_prompt = [](const EngineSettings& s) { return !image_pair(s); };
-  e.single_prompt = [](const EngineSettings& s) { return image_pair(s); };
+  e.one_prompt_only = [](const EngineSettings& s) {
+    return image_pair(s) ? std::string(
+                               "--target-image/--neutral-image give one direction: give "
+                               "at most one --text")
+                         : std::string();
+  };
   e.check = [](const EngineSettings& s, const Bundle& bundle, const torch::Device&) {
     check_settings(s);
     if (!bundle.has("global_stats")) {

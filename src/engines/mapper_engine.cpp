@@ -9,6 +9,7 @@
 #include <styleclip/engines/engine.h>
 #include <styleclip/engines/mapper.h>
 #include <styleclip/error.h>
+#include <styleclip/losses/losses.h>
 #include <styleclip/models/bundle.h>
 #include <styleclip/models/clip.h>
 #include <styleclip/models/generator.h>
@@ -42,6 +43,7 @@ class MapperEngine final : public Engine {
     file_.mapper->eval();
     strength_ = s.number("--strength", file_.strength);
     sweep_ = parse_sweep(s.text("--strength-sweep", ""), "--strength-sweep");
+    clip_input_ = parse_clip_input(s.text("--clip-input", "raw"));
   }
 
   [[nodiscard]] std::string default_prompt() const override {
@@ -65,8 +67,8 @@ class MapperEngine final : public Engine {
     r.before = m_.generator->synthesis(ws);
     r.ws = file_.mapper->apply(ws, strength_);
     r.after = m_.generator->synthesis(r.ws);
-    r.metrics = judge_rows(*m_.clip, m_.generator->info().resolution, m_.identity, text_, r.before,
-                           r.after);
+    r.metrics = judge_rows(*m_.clip, m_.generator->info().resolution, clip_input_, m_.identity,
+                           text_, r.before, r.after);
     r.errors.assign(r.metrics.size(), "");
     const double secs = seconds_since(t0);
     r.timing = {{"batch_seconds", secs},
@@ -91,6 +93,7 @@ class MapperEngine final : public Engine {
   MapperFile file_;
   double strength_ = 0.1;
   std::vector<double> sweep_;
+  ClipInput clip_input_ = ClipInput::kRaw;
   torch::Tensor text_;
 };
 
@@ -108,6 +111,7 @@ EngineInfo mapper_engine() {
        "",
        {}},
       {"--strength", K::kNumber, "mapper: w + strength·M(w) (default: the mapper's, 0.1)", "", {}},
+      clip_input_option(),
       {"--strength-sweep",
        K::kText,
        "FROM:TO:COUNT: also write a grid (and MP4) over strengths, e.g. -5:5:11",
@@ -115,7 +119,9 @@ EngineInfo mapper_engine() {
        {}},
   };
   e.needs_prompt = [](const EngineSettings&) { return false; };
-  e.single_prompt = [](const EngineSettings&) { return true; };
+  e.one_prompt_only = [](const EngineSettings&) {
+    return std::string("--method mapper edits toward its own prompt: give at most one --text");
+  };
   e.check = [](const EngineSettings& s, const Bundle&, const torch::Device&) {
     mapper_path(s);
     (void)s.number("--strength");

@@ -1,4 +1,5 @@
 // Engine 1 behind the Engine interface: latent optimisation (optimize.h, docs/algorithms.md §1).
+#include <algorithm>
 #include <chrono>
 
 #include <torch/torch.h>
@@ -23,7 +24,15 @@ constexpr double kDefaultIdLambda = 0.005;
 
 OptimizeOptions parse_options(const EngineSettings& s, bool has_identity) {
   OptimizeOptions o;
-  o.steps = static_cast<int>(s.integer("--steps", o.steps));
+  const auto steps = s.integer("--steps", o.steps);
+  const auto frames = s.integer("--frames", 0);
+  // Far beyond any run, and well inside an int (the options are counts of steps).
+  constexpr int64_t kMaxSteps = 100'000'000;
+  if (steps > kMaxSteps || frames > kMaxSteps) {
+    throw usage_error(std::string(steps > kMaxSteps ? "invalid --steps " : "invalid --frames ") +
+                      std::to_string(steps > kMaxSteps ? steps : frames) + ": at most 100000000");
+  }
+  o.steps = static_cast<int>(std::max<int64_t>(steps, -1));
   o.lr = s.number("--lr", o.lr);
   o.l2_lambda = s.number("--l2-lambda", o.l2_lambda);
   o.id_lambda = s.number("--id-lambda", has_identity ? kDefaultIdLambda : 0.0);
@@ -40,7 +49,7 @@ OptimizeOptions parse_options(const EngineSettings& s, bool has_identity) {
     throw usage_error("invalid --space '" + space + "': expected W+ or S");
   }
   o.clip_input = parse_clip_input(s.text("--clip-input", "raw"));
-  o.frame_every = static_cast<int>(s.integer("--frames", 0));
+  o.frame_every = static_cast<int>(std::max<int64_t>(frames, -1));
   o.cuda_graph = s.flag("--cuda-graph");
   validate(o, has_identity);
   return o;
@@ -137,11 +146,7 @@ EngineInfo optimize_engine() {
        "edit",
        {"edit", "free"}},
       {"--space", K::kText, "W+ or S (the non-toRGB style channels)", "W+", {"W+", "S"}},
-      {"--clip-input",
-       K::kText,
-       "raw: the [-1, 1] image as the reference feeds CLIP; normalized: CLIP's mean/std",
-       "raw",
-       {"raw", "normalized"}},
+      clip_input_option(),
       {"--frames", K::kInteger, "write an image every K steps, and an MP4 of them", "0", {}},
       {"--cuda-graph",
        K::kFlag,

@@ -49,6 +49,16 @@ T field(const json& obj, const std::string& key, const fs::path& manifest,
                          "' is out of range (found " + describe(v) + ")");
     }
   }
+  if constexpr (std::is_same_v<T, std::vector<int>>) {
+    const bool whole = v.is_array() && std::all_of(v.begin(), v.end(), [](const json& e) {
+                         return e.is_number_integer() && e.get<int64_t>() >= 0 &&
+                                e.get<int64_t>() <= std::numeric_limits<int>::max();
+                       });
+    if (!whole) {
+      throw bundle_error("invalid manifest '" + manifest.string() + "': field '" + name +
+                         "' must be a list of whole numbers (found " + describe(v) + ")");
+    }
+  }
   try {
     return v.get<T>();
   } catch (const json::exception&) {
@@ -288,7 +298,12 @@ void Bundle::add_part(const fs::path& dir, const std::string& part, const fs::pa
   } catch (const nlohmann::json::exception& e) {
     throw bundle_error("cannot update manifest '" + mpath.string() + "': " + e.what());
   }
-  m["files"][part] = {{"path", file.lexically_relative(dir).generic_string()},
+  const auto rel = file.lexically_relative(dir);
+  if (rel.empty() || rel.begin()->string() == "..") {
+    throw bundle_error("cannot add '" + file.string() + "' to model bundle '" + dir.string() +
+                       "': the file must be inside the bundle folder");
+  }
+  m["files"][part] = {{"path", rel.generic_string()},
                       {"sha256", sha256_file(file)},
                       {"bytes", static_cast<int64_t>(fs::file_size(file))}};
   if (!section.is_null()) m[part] = section;

@@ -1,8 +1,8 @@
 #include <styleclip/error.h>
 #include <styleclip/models/generator.h>
 #include <styleclip/models/numpy_random.h>
-#include "script_module.h"
 #include <styleclip/runtime.h>
+#include "script_module.h"
 
 #include <sstream>
 
@@ -183,8 +183,8 @@ bool Generator::has_prefix_synthesis() const {
 }
 
 int64_t Generator::conv_index_of_layer(int64_t layer) const {
-  // Style layer order (§3.1): conv1, to_rgb1, then per resolution k: convs[2k], convs[2k+1],
-  // to_rgbs[k].
+  // Style layer order (docs/algorithms.md §3.1): conv1, to_rgb1, then per resolution k: convs[2k],
+  // convs[2k+1], to_rgbs[k].
   if (layer < 2 || layer >= static_cast<int64_t>(info_.style_dims.size())) return -1;
   const int64_t k = (layer - 2) / 3;
   const int64_t r = (layer - 2) % 3;

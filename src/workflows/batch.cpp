@@ -181,11 +181,21 @@ std::vector<std::string> read_prompts(const fs::path& path) {
 
 namespace {
 std::atomic<bool> g_interrupted{false};
-extern "C" void on_interrupt(int) { g_interrupted = true; }
+// The first signal asks the work to stop at its next safe point; a second one, for a user who
+// will not wait for that, ends the process as the signal normally would (signal() and raise()
+// are async-signal-safe).
+extern "C" void on_interrupt(int sig) {
+  if (g_interrupted.exchange(true)) {
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+  }
+}
 }  // namespace
 
+// Each guard starts clean: a library caller may run again after an interrupted run.
 InterruptGuard::InterruptGuard()
-    : old_int_(std::signal(SIGINT, on_interrupt)), old_term_(std::signal(SIGTERM, on_interrupt)) {}
+    : old_int_((g_interrupted = false, std::signal(SIGINT, on_interrupt))),
+      old_term_(std::signal(SIGTERM, on_interrupt)) {}
 
 InterruptGuard::~InterruptGuard() {
   std::signal(SIGINT, old_int_);

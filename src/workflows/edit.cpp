@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <set>
 
 #include <spdlog/spdlog.h>
@@ -51,9 +52,9 @@ std::vector<std::string> gather_prompts(const EditRun& run, const EngineInfo& en
         "--text is empty: give the edit in words, e.g. --text \"a smiling face\" (or --prompts "
         "FILE)");
   }
-  if (prompts.size() > 1 && engine.single_prompt(run.settings)) {
-    throw usage_error("--method " + engine.name +
-                      " here edits toward one prompt: give at most one --text");
+  if (prompts.size() > 1) {
+    const auto why = engine.one_prompt_only(run.settings);
+    if (!why.empty()) throw usage_error(why);
   }
   if (prompts.empty()) prompts.emplace_back();
   return prompts;
@@ -118,11 +119,7 @@ std::optional<std::string> write_frames_video(const std::string& base,
 class EditRunner {
  public:
   explicit EditRunner(const EditRun& run)
-      : run_(run),
-        engine_(find_engine(run.method)),
-        prompts_(gather_prompts(run, engine_)),
-        bundle_(Bundle::open(run.models)),
-        summary_("edit") {}
+      : run_(run), engine_(find_engine(run.method)), prompts_(gather_prompts(run, engine_)) {}
 
   EditReport go() {
     check_and_load();
@@ -133,8 +130,8 @@ class EditRunner {
       run_prompt(prompt);
     }
     if (InterruptGuard::interrupted()) interrupted_ = true;
-    EditReport report{summary_.finish(interrupted_), 0};
-    if (summary_.failures() > 0) report.exit_code = static_cast<int>(ExitCode::kSomeInputsFailed);
+    EditReport report{summary_->finish(interrupted_), 0};
+    if (summary_->failures() > 0) report.exit_code = static_cast<int>(ExitCode::kSomeInputsFailed);
     if (interrupted_) report.exit_code = static_cast<int>(ExitCode::kInterrupted);
     if (!run_.golden.empty() && !interrupted_) {
       CompareTolerance tol;
@@ -168,7 +165,7 @@ class EditRunner {
   const EditRun& run_;
   const EngineInfo& engine_;
   std::vector<std::string> prompts_;
-  Bundle bundle_;
+  std::optional<Bundle> bundle_;  // opened once the options are known to be good
   torch::Device device_ = torch::kCPU;
   Precision precision_ = Precision::kFp32;
   std::optional<Generator> gen_;
@@ -177,8 +174,8 @@ class EditRunner {
   std::unique_ptr<Engine> engine_impl_;
   std::vector<InputItem> all_items_, items_;
   std::set<std::string> input_paths_;
-  json header_, base_options_;
-  RunSummary summary_;
+  json header_;
+  std::optional<RunSummary> summary_;  // its clock starts when the edits do
   std::string tag_;
   bool interrupted_ = false;
   // Per batch: each row's frame files (optimisation's --frames).
@@ -206,14 +203,20 @@ void EditRunner::check_and_load() {
   if (takes_inputs && run_.inputs.empty() && run_.seeds.empty()) {
     throw usage_error("nothing to edit: give photos, latent files, folders or --seed N[-M]");
   }
+  // What a library caller can get wrong (the CLI checks these ranges itself).
+  if (run_.batch < 1 || run_.batch > 4096) throw usage_error("invalid --batch: must be 1 to 4096");
+  if (!(run_.truncation >= 0.0 && run_.truncation <= 2.0))
+    throw usage_error("invalid --truncation: must be a number in [0, 2]");
+  if (run_.golden_tolerance < 0) throw usage_error("invalid --golden-tolerance: must be 0 or more");
   const auto seeds = run_.seeds.empty() ? std::vector<uint64_t>{} : parse_seeds(run_.seeds);
   device_ = parse_device(run_.device);
   precision_ = parse_precision(run_.precision, device_);
-  const auto& ginfo = bundle_.generator();
+  bundle_.emplace(Bundle::open(run_.models));
+  const auto& ginfo = bundle_->generator();
   check_seeds(seeds, ginfo, run_.models);
   // The engine's options are checked before the models load (seconds at 1024 px), so that a
   // mistyped number is reported at once.
-  if (engine_.check) engine_.check(run_.settings, bundle_, device_);
+  if (engine_.check) engine_.check(run_.settings, *bundle_, device_);
   // Inputs: photos by their extension (read, detected and inverted below), latent files by
   // anything else.
   std::vector<InputFile> latents;
@@ -224,16 +227,17 @@ void EditRunner::check_and_load() {
   gather_items(seeds, latents, photos);
   invert_photos(photos);
   ensure_output_dir(run_.out);  // every check above has passed: now outputs may appear
-  header_ = sidecar_header("edit", run_.models, bundle_.checksums());
+  header_ = sidecar_header("edit", run_.models, bundle_->checksums());
+  summary_.emplace("edit");
   for (const auto& item : items_) {
-    if (!item.error.empty()) summary_.failed(item.name, item.error);
+    if (!item.error.empty()) summary_->failed(item.name, item.error);
   }
 }
 
 void EditRunner::gather_items(const std::vector<uint64_t>& seeds,
                               const std::vector<InputFile>& latents,
                               const std::vector<InputFile>& photos) {
-  const auto& ginfo = bundle_.generator();
+  const auto& ginfo = bundle_->generator();
   const auto class_index =
       check_class(run_.class_index, ginfo, run_.models, !seeds.empty(), "--seed");
   const Shard shard = parse_shard(run_.shard);
@@ -246,11 +250,11 @@ void EditRunner::gather_items(const std::vector<uint64_t>& seeds,
     throw input_error("none of the " + std::to_string(files.size()) +
                       " inputs could be read; the first: " + files.front().error);
   }
-  gen_.emplace(bundle_, device_);
-  clip_.emplace(bundle_, device_);
-  if (bundle_.has("identity")) identity_.emplace(bundle_, device_);
-  EngineModels models{&bundle_, &*gen_,    &*clip_, identity_ ? &*identity_ : nullptr,
-                      device_,  precision_};
+  gen_.emplace(*bundle_, device_);
+  clip_.emplace(*bundle_, device_);
+  if (bundle_->has("identity")) identity_.emplace(*bundle_, device_);
+  EngineModels models{&*bundle_, &*gen_,    &*clip_, identity_ ? &*identity_ : nullptr,
+                      device_,   precision_};
   engine_impl_ = engine_.create(models, run_.settings);
   // Inputs: seeds, then every row of every file (sorted), then this process's shard of them.
   if (!engine_.takes_inputs(run_.settings)) {
@@ -286,7 +290,7 @@ void EditRunner::invert_photos(const std::vector<InputFile>& photos) {
   if (photos.empty()) return;
   PhotoOptions popt = run_.photo;
   popt.engine.precision = precision_;
-  const PhotoInverter inverter(bundle_, run_.models, *gen_, &*clip_,
+  const PhotoInverter inverter(*bundle_, run_.models, *gen_, &*clip_,
                                identity_ ? &*identity_ : nullptr, popt, run_.out);
   const bool alone = all_items_.size() == 1;
   for (auto& item : items_) {
@@ -326,13 +330,13 @@ void EditRunner::run_prompt(const std::string& prompt) {
       if (input_paths_.count(canonical_path(base + ext)) > 0) clash = true;
     }
     if (clash) {
-      summary_.failed(item.name, "its output '" + base +
-                                     ".*' would replace an input file (choose another --out)");
+      summary_->failed(item.name, "its output '" + base +
+                                      ".*' would replace an input file (choose another --out)");
       continue;
     }
     std::error_code ec;
     if (!run_.overwrite && fs::exists(base + ".json", ec)) {
-      summary_.skipped(item.name);
+      summary_->skipped(item.name);
       continue;
     }
     todo.push_back(&item);
@@ -365,8 +369,13 @@ bool EditRunner::run_batch(const std::vector<const InputItem*>& todo, size_t sta
   frames_.assign(end - start, {});
   auto h = hooks();
   std::optional<Progress> progress;
+  const auto t0 = std::chrono::steady_clock::now();
   h.progress = [&](int done, int total, double loss) {
-    if (!progress) progress.emplace(run_.method + " " + names, total);
+    if (!progress) {  // the total is known at the first report; the clock started before it
+      const double before =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      progress.emplace(run_.method + " " + names, total, before);
+    }
     char buf[32];
     std::snprintf(buf, sizeof buf, "loss %.4f", loss);
     progress->update(done, buf);
@@ -408,7 +417,8 @@ bool EditRunner::run_batch(const std::vector<const InputItem*>& todo, size_t sta
   }
   if (progress) progress->finish();
   if (r.stopped) {
-    for (size_t i = start; i < end; ++i) {
+    for (size_t i = start; i < end; ++i) {  // only the frames this run wrote for the batch
+      if (frames_[i - start].empty()) continue;
       std::error_code ec;
       fs::remove_all(output_base(*todo[i]).string() + ".frames", ec);
     }
@@ -530,14 +540,14 @@ void EditRunner::write_item(const InputItem& item, const std::string& prompt, co
   write_json(base + ".json", side);
   if (error.empty()) {
     spdlog::info("{}: {}", item.name, side["metrics"].dump());
-    summary_.done({{"name", item.name},
-                   {"prompt", prompt},
-                   {"status", side["status"]},
-                   {"image", base + ".png"},
-                   {"metrics", side["metrics"]}});
+    summary_->done({{"name", item.name},
+                    {"prompt", prompt},
+                    {"status", side["status"]},
+                    {"image", base + ".png"},
+                    {"metrics", side["metrics"]}});
   } else {
     spdlog::error("{}: {}", item.name, error);
-    summary_.failed(item.name + " (" + prompt + ")", error);
+    summary_->failed(item.name + " (" + prompt + ")", error);
   }
   if (run_.on_output) run_.on_output(shown);
 }

@@ -152,7 +152,8 @@ GlobalPrepareReport prepare_global(const GlobalPrepareRun& run) {
       stats.meta = {{"options", p.to_json()}, {"rows_done", row}};
       stats.save(partial_path);  // checkpoint after every chunk
       progress.update(static_cast<int>(row), "layer " + std::to_string(l));
-      const bool budget_spent = run.max_chunks > 0 && ++chunks >= run.max_chunks;
+      ++chunks;
+      const bool budget_spent = run.max_chunks > 0 && chunks >= run.max_chunks;
       if ((budget_spent || InterruptGuard::interrupted()) && row < report.channels) {
         progress.finish();
         spdlog::warn("stopped after {} chunks ({} of {} channels): continue with --resume", chunks,

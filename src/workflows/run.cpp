@@ -44,11 +44,11 @@ double now_seconds() {
 }
 }  // namespace
 
-Progress::Progress(std::string label, int total)
+Progress::Progress(std::string label, int total, double elapsed)
     : label_(std::move(label)),
       total_(total),
       tty_(::isatty(STDERR_FILENO) != 0),
-      start_(now_seconds()) {}
+      start_(now_seconds() - elapsed) {}
 
 void Progress::update(int done, const std::string& extra) {
   const double elapsed = now_seconds() - start_;

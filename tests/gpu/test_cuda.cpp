@@ -175,8 +175,8 @@ TEST_F(CudaTest, GlobalDirectionsMatchTheCpu) {
   const auto a = channel_directions(*cpu_gen_, *cpu_clip_, cpu_stats, layer, 0, 4, p);
   const auto b = channel_directions(*gen_, *clip_, stats, layer, 0, 4, p);
   EXPECT_TRUE(b.is_cuda());
-  // The 8-bit rounding step of the reference (§3.3) turns 1e-6 differences into whole levels
-  // at a few pixels; a direction moves by O(1e-3) then, a wrong one by O(1).
+  // The 8-bit rounding step of the reference (docs/algorithms.md §3.3) turns 1e-6 differences into
+  // whole levels at a few pixels; a direction moves by O(1e-3) then, a wrong one by O(1).
   EXPECT_TRUE(test::tensors_close(b.cpu(), a, 2e-2));
 }
 

@@ -169,6 +169,12 @@ TEST_F(BrokenBundle, CountsMustBeWholeNumbersInRange) {
     EXPECT_NE(m.find(message), std::string::npos) << m;
   }
   manifest_["generator"]["resolution"] = good;
+  const json dims = manifest_["generator"]["style_dims"];
+  manifest_["generator"]["style_dims"][0] = 64.9;
+  save();
+  EXPECT_NE(open_error().find("field 'generator.style_dims' must be a list of whole numbers"),
+            std::string::npos);
+  manifest_["generator"]["style_dims"] = dims;
   manifest_["format_version"] = 1.5;
   save();
   EXPECT_NE(open_error().find("field 'format_version' must be a whole number"), std::string::npos);
@@ -182,7 +188,7 @@ TEST_F(BrokenBundle, FilePathsStayInsideTheBundle) {
   // A manifest must not make the loader hash and run files from elsewhere.
   fs::copy_file(dir_ / "generator.pt", tmp_ / "outside.pt");
   for (const std::string& path : {std::string("../outside.pt"), (tmp_ / "outside.pt").string(),
-                                 std::string("a/../../outside.pt"), std::string("")}) {
+                                  std::string("a/../../outside.pt"), std::string("")}) {
     manifest_["files"]["generator"]["path"] = path;
     save();
     const auto m = open_error(Bundle::Verify::kNone);

@@ -16,7 +16,8 @@ namespace styleclip {
 namespace {
 
 TEST(OptimizeSchedule, MatchesGetLr) {
-  // run_optimization.py get_lr with rampdown 0.25, rampup 0.05, at the steps the issue names.
+  // run_optimization.py get_lr with rampdown 0.25, rampup 0.05, at the steps the reference schedule
+  // turns at.
   const auto ref = [](double t) {
     double ramp = std::min(1.0, (1.0 - t) / 0.25);
     ramp = 0.5 - 0.5 * std::cos(ramp * M_PI);

@@ -4,7 +4,8 @@
 // prompt. It declares its own options, checks them once (before any model loads), prepares per
 // prompt (a text embedding, a direction, a mapper) and edits batches. Front ends — the CLI's
 // `edit`, the batch workflow, an embedding program — know engines only through this header, so a
-// new engine is one header, one source and one line in engine_registry.cpp (docs/architecture.md).
+// new engine is one header, one source and one line in `engines()` (src/engines/engine.cpp;
+// docs/architecture.md).
 #pragma once
 
 #include <functional>
@@ -25,6 +26,7 @@ class Bundle;
 class Clip;
 class Generator;
 class IdentityModel;
+enum class ClipInput;  // losses/losses.h
 
 /// An option an engine takes, declared beside the engine so any front end can offer it.
 struct EngineOption {
@@ -140,9 +142,10 @@ struct EngineInfo {
   std::function<bool(const EngineSettings&)> needs_prompt = [](const EngineSettings&) {
     return true;
   };
-  /// At most one prompt per run (e.g. a mapper, an image pair).
-  std::function<bool(const EngineSettings&)> single_prompt = [](const EngineSettings&) {
-    return false;
+  /// Why a run takes at most one prompt with these settings (e.g. a mapper edits toward its
+  /// own, an image pair is one direction), or empty: any number of prompts.
+  std::function<std::string(const EngineSettings&)> one_prompt_only = [](const EngineSettings&) {
+    return std::string();
   };
   /// Checks the settings against the bundle and device before any model loads (fast failure);
   /// throws usage or bundle errors naming the option or file.
@@ -155,11 +158,14 @@ const std::vector<EngineInfo>& engines();
 /// The engine called `name`; a usage error naming --method and the choices otherwise.
 const EngineInfo& find_engine(const std::string& name);
 
-/// CLIP similarity with `text` before and after, and identity similarity where `identity` is
-/// given: the metrics every engine reports per row.
-std::vector<nlohmann::json> judge_rows(const Clip& clip, int64_t resolution,
+/// CLIP similarity with `text` before and after (images fed to CLIP as `input` says), and
+/// identity similarity where `identity` is given: the metrics every engine reports per row.
+std::vector<nlohmann::json> judge_rows(const Clip& clip, int64_t resolution, ClipInput input,
                                        const IdentityModel* identity, const torch::Tensor& text,
                                        const torch::Tensor& before, const torch::Tensor& after);
+
+/// `--clip-input raw|normalized`: how images reach CLIP (losses.h), an option every engine takes.
+EngineOption clip_input_option();
 
 /// "a:b:n" → n evenly spaced values from a to b (2 ≤ n ≤ 1000); empty spec → none. Throws a usage
 /// error naming `option` otherwise.

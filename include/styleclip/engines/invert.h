@@ -57,7 +57,7 @@ InvertResult invert(const Generator& gen, const Clip* clip, const torch::Tensor&
                     const std::function<void(int, int, double)>& progress = {});
 
 /// The same with LPIPS as the perceptual term (λ_lpips·LPIPS(G(w), x) instead of the CLIP term)
-/// when `lpips` is not null: the "LPIPS-VGG when the bundle has one".
+/// when `lpips` is not null: LPIPS-VGG whenever the bundle has one.
 InvertResult invert(const Generator& gen, const Clip* clip, const Lpips* lpips,
                     const torch::Tensor& targets, const torch::Tensor& start,
                     const InvertOptions& options,

@@ -1,8 +1,8 @@
 // styleclip/io/image_io.h — images in and out; the only place where cv::Mat meets tensors.
 //
 // Conventions (docs/conventions.md habit 6): tensors are RGB, CHW, float; generator images are in
-// [-1, 1] and become 8-bit with floor((clamp(x, -1, 1) + 1) / 2 · 255 + 0.5) (SPEC, issue 2).
-// OpenCV is BGR, HWC, uint8: the conversion is explicit here and nowhere else.
+// [-1, 1] and become 8-bit with floor((clamp(x, -1, 1) + 1) / 2 · 255 + 0.5) (docs/cli.md, the
+// image conventions). OpenCV is BGR, HWC, uint8: the conversion is explicit here and nowhere else.
 #pragma once
 
 #include <cstdint>

@@ -3,9 +3,9 @@
 // Wraps `generator.pt` as written by scripts/export_bundle.py (rosinality's architecture,
 // docs/algorithms.md §8): mapping z → w (with a class label for a conditional generator: the
 // module's `mapping_conditional`), truncation toward w_avg, W → W+ broadcast, W+ → style space S
-// (StyleSpace order, §3.1), and synthesis from W+ or S. Construction checks the module's methods
-// and runs mapping and styles once on the device to check every shape against the manifest.
-// Every method is const and safe to call from one thread at a time; the module is frozen
+// (StyleSpace order, docs/algorithms.md §3.1), and synthesis from W+ or S. Construction checks the
+// module's methods and runs mapping and styles once on the device to check every shape against the
+// manifest. Every method is const and safe to call from one thread at a time; the module is frozen
 // (no parameter requires grad), but inputs that require grad get gradients through it.
 #pragma once
 

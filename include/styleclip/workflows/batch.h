@@ -51,7 +51,8 @@ std::pair<std::size_t, std::size_t> shard_range(std::size_t n, const Shard& s);
 std::vector<std::string> read_prompts(const std::filesystem::path& path);
 
 /// SIGINT/SIGTERM set a flag instead of killing the process while this guard lives, so the
-/// current input can finish or be abandoned cleanly (no partial file: every write is atomic).
+/// current input can finish or be abandoned cleanly (no partial file: every write is atomic). A
+/// second signal ends the process at once. The flag is cleared when a guard is made.
 class InterruptGuard {
  public:
   InterruptGuard();

@@ -21,7 +21,9 @@ void write_json(const std::filesystem::path& path, const nlohmann::json& j);
 /// otherwise, so batch logs stay readable.
 class Progress {
  public:
-  Progress(std::string label, int total);
+  /// `elapsed` seconds of the work were done before this reporter was made (its rate and ETA
+  /// count them).
+  Progress(std::string label, int total, double elapsed = 0.0);
   /// `extra` is shown after the counts, e.g. "loss 0.731".
   void update(int done, const std::string& extra = "");
   void finish();
