@@ -1,7 +1,7 @@
 #include <styleclip/error.h>
 #include <styleclip/models/lpips.h>
-#include "script_module.h"
 #include <styleclip/runtime.h>
+#include "script_module.h"
 
 namespace styleclip {
 

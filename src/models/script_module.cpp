@@ -1,5 +1,5 @@
-#include <styleclip/error.h>
 #include "script_module.h"
+#include <styleclip/error.h>
 #include <styleclip/runtime.h>
 
 namespace styleclip {

@@ -19,9 +19,7 @@ using test::styleclip;
 
 class EditCli : public ::testing::Test {
  protected:
-  void SetUp() override {
-    SKIP_UNLESS_BUNDLE("tiny");
-  }
+  void SetUp() override { SKIP_UNLESS_BUNDLE("tiny"); }
   std::vector<std::string> base(const std::string& out) {
     return {"edit", "--models", test::testdata("tiny").string(), "--out", out, "--steps", "12"};
   }

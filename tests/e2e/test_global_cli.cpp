@@ -19,9 +19,7 @@ using test::styleclip;
 
 class GlobalCli : public ::testing::Test {
  protected:
-  void SetUp() override {
-    SKIP_UNLESS_BUNDLE("tiny");
-  }
+  void SetUp() override { SKIP_UNLESS_BUNDLE("tiny"); }
   /// A private copy of the tiny bundle (preparation writes into the bundle).
   fs::path copy_bundle(const std::string& name) { return test::copy_testdata("tiny", tmp_ / name); }
   test::RunResult prepare(const fs::path& dir, std::vector<std::string> extra = {}) {

@@ -101,15 +101,13 @@ namespace {
 
 class MapperTrainCli : public ::testing::Test {
  protected:
-  void SetUp() override {
-    SKIP_UNLESS_BUNDLE("tiny");
-  }
+  void SetUp() override { SKIP_UNLESS_BUNDLE("tiny"); }
   test::RunResult train(const std::string& out, std::vector<std::string> extra) {
     std::vector<std::string> args = {
-        "mapper",      "train",       "--models", test::testdata("tiny").string(),
+        "mapper",      "train",        "--models", test::testdata("tiny").string(),
         "--text",      "a blue shape", "--sample", "20",
-        "--optimizer", "adam",        "--lr",     "0.5",
-        "--val-every", "10",          "--out",    out};
+        "--optimizer", "adam",         "--lr",     "0.5",
+        "--val-every", "10",           "--out",    out};
     args.insert(args.end(), extra.begin(), extra.end());
     return styleclip(args);
   }
