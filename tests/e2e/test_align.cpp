@@ -247,10 +247,17 @@ TEST(AlignCli, WritesTheCropAndItsJsonAndNamesPhotosWithoutFaces) {
   // A mix: the face is aligned, the cat reported, exit 1.
   r = test::styleclip({"align", photo("chelsea").string(), photo("astronaut").string(),
                        "--face-detector", yunet().string(), "--out", (tmp / "mix").string(),
-                       "--size", "64"});
+                       "--size", "64", "--json"});
   EXPECT_EQ(r.code, 1) << r.err;
   EXPECT_TRUE(fs::exists(tmp / "mix" / "astronaut.aligned.png"));
   EXPECT_NE(r.err.find("chelsea.png"), std::string::npos) << r.err;
+  // --json: the summary on stdout instead of the paths, the failure named in it.
+  const auto summary = json::parse(r.out);
+  EXPECT_EQ(summary["done"], 1);
+  EXPECT_EQ(summary["failed"], 1);
+  EXPECT_EQ(summary["outputs"][0]["image"], (tmp / "mix" / "astronaut.aligned.png").string());
+  EXPECT_NE(summary["failures"][0]["error"].get<std::string>().find("no face found"),
+            std::string::npos);
 }
 
 TEST(AlignCli, TheBundlesOwnDetectorIsUsedAndTheExporterRefusesNonOnnx) {
@@ -338,11 +345,19 @@ TEST(InvertCli, InvertsAlignedCropsCachesAndReportsBadInputs) {
   for (const auto* f : {"seed0003.target.png", "seed0003.inverted.png"})
     EXPECT_TRUE(fs::exists(fs::path(out) / f)) << f;
 
-  // The same again: a cache hit, nothing rewritten.
+  // The same again: a cache hit, nothing rewritten; --json says so.
   const auto before = fs::last_write_time(fs::path(out) / "seed0003.latent.pt");
-  r = test::styleclip(cmd);
+  auto with_json = cmd;
+  with_json.push_back("--json");
+  r = test::styleclip(with_json);
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("cached"), std::string::npos) << r.err;
+  const auto summary = json::parse(r.out);
+  EXPECT_EQ(summary["done"], 1);
+  ASSERT_EQ(summary["outputs"].size(), 1u);
+  EXPECT_EQ(summary["outputs"][0]["latent"], (fs::path(out) / "seed0003.latent.pt").string());
+  EXPECT_EQ(summary["outputs"][0]["cached"], true);
+  EXPECT_GT(summary["outputs"][0]["psnr"].get<double>(), 0.0);
   EXPECT_EQ(fs::last_write_time(fs::path(out) / "seed0003.latent.pt"), before);
   // Other options: not the cached result.
   auto other = cmd;

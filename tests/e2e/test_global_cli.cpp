@@ -42,8 +42,13 @@ TEST_F(GlobalCli, ResumedPreparationEqualsUninterrupted) {
   EXPECT_NE(r.err.find("continue with --resume"), std::string::npos) << r.err;
   EXPECT_TRUE(fs::exists(b / "global_stats.partial.pt"));
   EXPECT_FALSE(fs::exists(b / "global_stats.pt"));
-  r = prepare(b, {"--resume"});
+  r = prepare(b, {"--resume", "--json"});
   ASSERT_EQ(r.code, 0) << r.err;
+  const auto report = json::parse(r.out);
+  EXPECT_EQ(report["status"], "done");
+  EXPECT_EQ(report["global_stats"], (b / "global_stats.pt").string());
+  EXPECT_EQ(report["channels_done"], 64);
+  EXPECT_EQ(report["manifest"]["layers"], json({0, 2}));
   EXPECT_NE(r.err.find("resuming: 24 of 64 channels already done"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(b / "global_stats.partial.pt"));
   const auto info = Bundle::open(a).generator();

@@ -135,6 +135,24 @@ TEST_F(MapperTrainCli, TrainingLowersHeldOutClipLossAndTheMapperApplies) {
   EXPECT_EQ(e.code, 0) << e.err;
 }
 
+TEST_F(MapperTrainCli, JsonReportsTheMapperOrItsCheckpoint) {
+  const auto out = (tmp_ / "j.mapper.pt").string();
+  auto r = train(out, {"--steps", "4", "--val-every", "2", "--max-steps", "2", "--json"});
+  EXPECT_EQ(r.code, 130) << r.err;
+  auto j = json::parse(r.out);
+  EXPECT_EQ(j["status"], "stopped");
+  EXPECT_EQ(j["steps_done"], 2);
+  EXPECT_TRUE(j["mapper"].is_null());
+  EXPECT_EQ(j["checkpoint"], out + ".ckpt");
+  r = train(out, {"--steps", "4", "--val-every", "2", "--resume", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = json::parse(r.out);
+  EXPECT_EQ(j["status"], "done");
+  EXPECT_EQ(j["mapper"], out);
+  EXPECT_EQ(j["steps_done"], 4);
+  EXPECT_EQ(j["history"].size(), 3u);  // steps 0, 2 and 4
+}
+
 TEST_F(MapperTrainCli, ResumedTrainingEqualsUninterrupted) {
   const auto a = (tmp_ / "a.mapper.pt").string();
   ASSERT_EQ(train(a, {"--steps", "20", "--ckpt-every", "5"}).code, 0);
