@@ -14,13 +14,10 @@
 #include <styleclip/models/clip.h>
 #include <styleclip/models/generator.h>
 
+#include "timing.h"
+
 namespace styleclip {
 namespace {
-
-/// Seconds since `start`, for the timing records.
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 namespace fs = std::filesystem;
 using nlohmann::json;
 

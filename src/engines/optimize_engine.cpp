@@ -9,13 +9,10 @@
 #include <styleclip/error.h>
 #include <styleclip/models/bundle.h>
 
+#include "timing.h"
+
 namespace styleclip {
 namespace {
-
-/// Seconds since `start`, for the timing records.
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 using nlohmann::json;
 
 /// The identity weight when --id-lambda is not given: the reference Colab's 0.005 where the bundle

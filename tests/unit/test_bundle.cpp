@@ -196,6 +196,15 @@ TEST_F(BrokenBundle, FilePathsStayInsideTheBundle) {
               std::string::npos)
         << m;
   }
+  // The writer keeps to the same rule: a file outside the bundle cannot be added to it.
+  try {
+    Bundle::add_part(dir_, "extra", tmp_ / "outside.pt", nullptr);
+    ADD_FAILURE() << "add_part took a file outside the bundle";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ExitCode::kBundleInvalid);
+    EXPECT_NE(std::string(e.what()).find("must be inside the bundle folder"), std::string::npos)
+        << e.what();
+  }
   // A sub-folder inside the bundle is fine.
   fs::create_directories(dir_ / "sub");
   fs::rename(dir_ / "generator.pt", dir_ / "sub" / "generator.pt");
