@@ -9,7 +9,8 @@ where <group> is `course_mapping` (sic), `medium_mapping` or `fine_mapping` (onl
 The output is the dict that `save_mapper` in src/engines/mapper.cpp writes and `load_mapper` reads:
   {"format": "styleclip-mapper", "version": 1, "num_ws": int, "w_dim": int,
    "groups": [names], "pixel_norm": "rows", "strength": 0.1,
-   "state_dict": {"course_mapping.mapping.1.weight": tensor, ...}, "meta": JSON string}
+   "state_dict": {"course_mapping.mapping.1.weight": tensor, ...}, "meta": JSON string,
+   "generator_family": "stylegan2"}
 Parameter names are the checkpoint's without `mapper.`. PixelNorm is "rows": the reference's mappers
 normalise over the W+ rows of each group and only work that way (docs/algorithms.md §2.1).
 
@@ -123,6 +124,8 @@ def import_mapper(ckpt_path, out_path, num_ws=None):
         "strength": 0.1,
         "state_dict": {k: sd[k].detach().to(torch.float32).contiguous().clone() for k in expected},
         "meta": json.dumps(meta),
+        # StyleCLIP's mappers are for StyleGAN2 generators (the C++ reader refuses them on others).
+        "generator_family": "stylegan2",
     }
     try:
         torch_save_atomic(out, out_path)  # removes its temporary file when it fails

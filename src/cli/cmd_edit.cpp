@@ -6,7 +6,6 @@
 #include <styleclip/io/image_io.h>
 #include <styleclip/workflows/edit.h>
 
-#include <iostream>
 #include <map>
 #include <memory>
 
@@ -79,9 +78,7 @@ EngineSettings engine_settings(const EditOptions& o) {
 int run(EditOptions& o) {
   o.run.models = resolve_models(o.models);
   o.run.settings = engine_settings(o);
-  o.run.on_output = [&o](const std::filesystem::path& p) {
-    if (!o.json) std::cout << p.string() << "\n";
-  };
+  o.run.on_output = path_printer(o.json);
   o.run.log = [](LogLevel level, const std::string& m) {
     switch (level) {
       case LogLevel::kDebug:
@@ -98,9 +95,7 @@ int run(EditOptions& o) {
         break;
     }
   };
-  const auto report = run_edit(o.run);
-  if (o.json) std::cout << report.summary.dump(2) << "\n";
-  return report.exit_code;
+  return print_report(run_edit(o.run), o.json);
 }
 
 }  // namespace
@@ -124,16 +119,9 @@ void setup_edit(CLI::App& app, Registry& reg) {
   sub->add_option("inputs", r.inputs,
                   "photos (.png .jpg .webp .tif .bmp: the face is found, aligned and inverted), "
                   "latent files (.pt / .npy) and folders of them");
-  sub->add_flag("--recursive,-r", r.recursive, "look into sub-folders of folder inputs");
-  sub->add_option("--glob", r.globs, "file patterns taken from folders (repeatable)")
-      ->capture_default_str()
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
-      ->allow_extra_args(false);
+  add_folder_options(*sub, r.recursive, r.globs, r.shard);
   sub->add_flag("--overwrite", r.overwrite,
                 "recompute inputs whose outputs exist (default: skip them)");
-  sub->add_option("--shard", r.shard,
-                  "K/N: take the K-th of N slices of the sorted inputs; auto: from Slurm "
-                  "(SLURM_ARRAY_TASK_ID) or a Kubernetes indexed Job (JOB_COMPLETION_INDEX)");
   sub->add_option("--golden", r.golden,
                   "after the run, compare --out with this folder (exit 1 on drift)");
   sub->add_option("--golden-tolerance", r.golden_tolerance,
@@ -144,6 +132,7 @@ void setup_edit(CLI::App& app, Registry& reg) {
       ->capture_default_str()
       ->check(CLI::Range(0.0, 2.0));
   add_class_option(*sub, r.class_index);
+  add_transform_options(*sub, r.translate, r.rotate);
   sub->add_option("--out", r.out, "output folder")->capture_default_str();
   add_device_options(*sub, r.device, r.precision);
   sub->add_option("--batch", r.batch, "inputs processed together")

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <iostream>
 #include <sstream>
 
 #include <unistd.h>
@@ -118,6 +119,34 @@ CLI::Validator one_of(std::vector<std::string> choices) {
         return "expected " + expected + ", found '" + value + "'";
       },
       "{" + CLI::detail::join(choices, ",") + "}", "one of");
+}
+
+void add_folder_options(CLI::App& app, bool& recursive, std::vector<std::string>& globs,
+                        std::string& shard) {
+  app.add_flag("--recursive,-r", recursive, "look into sub-folders of folder inputs");
+  app.add_option("--glob", globs, "file patterns taken from folders (repeatable)")
+      ->capture_default_str()
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->allow_extra_args(false);
+  app.add_option("--shard", shard,
+                 "K/N: take the K-th of N slices of the sorted inputs; auto: from Slurm "
+                 "(SLURM_ARRAY_TASK_ID) or a Kubernetes indexed Job (JOB_COMPLETION_INDEX)");
+}
+
+void add_transform_options(CLI::App& app, std::string& translate, double& rotate) {
+  app.add_option("--translate", translate,
+                 "StyleGAN3: shift the picture by X,Y (NVIDIA's gen_images.py units, e.g. 0.1,0)");
+  app.add_option("--rotate", rotate, "StyleGAN3: turn the picture by this many degrees");
+}
+
+std::function<void(const std::filesystem::path&)> path_printer(bool json) {
+  if (json) return nullptr;
+  return [](const std::filesystem::path& p) { std::cout << p.string() << "\n"; };
+}
+
+int print_report(const BatchReport& report, bool json) {
+  if (json) std::cout << report.summary.dump(2) << "\n";
+  return report.exit_code;
 }
 
 }  // namespace styleclip::cli

@@ -16,6 +16,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <styleclip/workflows/batch.h>
 #include <styleclip/workflows/run.h>
 
 namespace styleclip {
@@ -68,6 +69,19 @@ void add_class_option(CLI::App& app, std::optional<int64_t>& target);
 /// projector's step option: "--steps" for invert, "--invert-steps" for edit (whose --steps is
 /// the edit's).
 void add_photo_options(CLI::App& app, PhotoOptions& o, const std::string& steps_flag);
+
+/// `--recursive`, `--glob` (defaults shown: `globs` as given) and `--shard`: how a batch command
+/// takes folders and its slice of the inputs (workflows/batch.h).
+void add_folder_options(CLI::App& app, bool& recursive, std::vector<std::string>& globs,
+                        std::string& shard);
+
+/// `--translate X,Y` and `--rotate DEG`: StyleGAN3's input transform (models/generator.h).
+void add_transform_options(CLI::App& app, std::string& translate, double& rotate);
+
+/// What a batch command prints on stdout: each output's path as it is written (`print_paths`,
+/// the default), or the run summary as JSON at the end (`--json`). Returns the exit code.
+std::function<void(const std::filesystem::path&)> path_printer(bool json);
+int print_report(const BatchReport& report, bool json);
 
 /// A CLI11 check that takes one of `choices` (any case; the value becomes the choice as written)
 /// and otherwise fails with "expected A, B or C, found 'x'".

@@ -100,17 +100,11 @@ const std::vector<std::string>& imagenet_templates() {
   return kTemplates;
 }
 
-int style_layer_resolution(int64_t layer) {
-  // conv1 and to_rgb1 act at 4 px; then three layers per resolution from 8 px up
-  // (docs/algorithms.md §3.1).
-  return layer < 2 ? 4 : 8 << ((layer - 2) / 3);
-}
-
 std::vector<int64_t> default_global_layers(const GeneratorInfo& info) {
   std::vector<int64_t> out;
   for (int64_t l = 0; l < static_cast<int64_t>(info.style_dims.size()); ++l) {
-    if (!info.style_is_rgb[static_cast<size_t>(l)] && style_layer_resolution(l) <= 128)
-      out.push_back(l);
+    const auto i = static_cast<size_t>(l);
+    if (info.style_is_channel(i) && info.style_resolutions.at(i) <= 128) out.push_back(l);
   }
   return out;
 }

@@ -178,12 +178,13 @@ void save_mapper(const std::filesystem::path& path, const LevelsMapper& mapper, 
   d.insert("strength", strength);
   d.insert("state_dict", weights);
   d.insert("meta", meta.dump());
+  d.insert("generator_family", o.generator_family);
   const auto bytes = torch::jit::pickle_save(d);
   write_file_atomic(path, std::string_view(bytes.data(), bytes.size()));
 }
 
 MapperFile load_mapper(const std::filesystem::path& path, int64_t num_ws, int64_t w_dim,
-                       torch::Device device) {
+                       torch::Device device, const std::string& family) {
   const std::string name = "'" + path.string() + "'";
   const auto bad = [&](const std::string& why) {
     return bundle_error("invalid mapper " + name + ": " + why);
@@ -226,6 +227,15 @@ MapperFile load_mapper(const std::filesystem::path& path, int64_t num_ws, int64_
                          ", found " + std::to_string(o.num_ws) + " rows of width " +
                          std::to_string(o.w_dim) +
                          " (train or import a mapper for this generator)");
+    }
+    o.generator_family = dict.contains("generator_family")
+                             ? dict.at("generator_family").toStringRef()
+                             : std::string("stylegan2");
+    if (o.generator_family != family) {
+      throw bundle_error("mapper " + name + " was trained for a " + o.generator_family +
+                         " generator; this bundle's is " + family +
+                         " (its W+ rows mean other things): train one for this generator with "
+                         "styleclip mapper train");
     }
     const auto groups_value = dict.at("groups");
     std::vector<std::string> groups;

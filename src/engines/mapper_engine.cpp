@@ -36,7 +36,7 @@ class MapperEngine final : public Engine {
   MapperEngine(const EngineModels& m, const EngineSettings& s) : m_(m) {
     path_ = mapper_path(s);
     const auto& info = m.generator->info();
-    file_ = load_mapper(path_, info.num_ws, info.w_dim, m.device);
+    file_ = load_mapper(path_, info.num_ws, info.w_dim, m.device, to_string(info.family));
     file_.mapper->eval();
     strength_ = s.number("--strength", file_.strength);
     sweep_ = parse_sweep(s.text("--strength-sweep", ""), "--strength-sweep");

@@ -186,7 +186,8 @@ class OptimizeRun {
 };
 
 /// The start images and the optimised tensors: W+, or the non-toRGB style layers (the
-/// reference's STYLESPACE_INDICES_WITHOUT_TORGB); toRGB styles stay fixed. Returns them for Adam.
+/// reference's STYLESPACE_INDICES_WITHOUT_TORGB); toRGB styles, and StyleGAN3's input transform
+/// (it turns and shifts the picture: not an attribute), stay fixed. Returns them for Adam.
 std::vector<torch::Tensor> OptimizeRun::start(const IdentityModel* identity) {
   {
     torch::NoGradGuard no_grad;
@@ -200,7 +201,7 @@ std::vector<torch::Tensor> OptimizeRun::start(const IdentityModel* identity) {
   } else {
     for (size_t l = 0; l < s0_.size(); ++l) {
       s_.push_back(s0_[l].clone());
-      if (!gen_.info().style_is_rgb[l]) {
+      if (gen_.info().style_is_channel(l)) {
         s_.back().requires_grad_(true);
         params_.push_back(s_.back());
       }

@@ -77,6 +77,54 @@ int positive(const json& obj, const std::string& key, const fs::path& manifest,
   return v;
 }
 
+[[noreturn]] void layout_error(const fs::path& mpath, const GeneratorInfo& info,
+                               const std::string& expected) {
+  std::ostringstream msg;
+  msg << "invalid manifest '" << mpath.string() << "': generator dimensions do not fit together "
+      << "(resolution " << info.resolution << ", num_ws " << info.num_ws << ", "
+      << info.style_dims.size() << " style layers; expected " << expected << ")";
+  throw bundle_error(msg.str());
+}
+
+/// StyleGAN2's layout (docs/algorithms.md §3.1): log2(R) resolutions from 4 up, W+ has
+/// 2·log2(R) − 2 rows and there are 3·(log2(R) − 2) + 2 style layers: conv1 and to_rgb1 at 4 px,
+/// then three per resolution from 8 px up.
+void check_stylegan2_layout(const fs::path& mpath, GeneratorInfo& info) {
+  int log_size = 0;
+  while ((1 << log_size) < info.resolution) ++log_size;
+  const auto expected_layers = static_cast<size_t>(3 * (log_size - 2) + 2);
+  if ((1 << log_size) != info.resolution || info.num_ws != 2 * log_size - 2 ||
+      info.style_dims.size() != expected_layers || info.style_is_rgb.size() != expected_layers) {
+    layout_error(mpath, info,
+                 "a power of two with num_ws " + std::to_string(2 * log_size - 2) + " and " +
+                     std::to_string(expected_layers) + " style layers");
+  }
+  info.style_is_input.assign(expected_layers, false);
+  for (size_t l = 0; l < expected_layers; ++l) {
+    info.style_resolutions.push_back(l < 2 ? 4 : 8 << ((l - 2) / 3));
+  }
+}
+
+/// StyleGAN3's layout (docs/stylegan3.md): one style entry per W+ row — the input transform,
+/// each synthesis layer, ToRGB last — with each entry's output size recorded by the exporter.
+void check_stylegan3_layout(const json& g, const fs::path& mpath, GeneratorInfo& info) {
+  info.style_is_input = field<std::vector<bool>>(g, "style_is_input", mpath, "generator");
+  info.style_resolutions = field<std::vector<int>>(g, "style_resolutions", mpath, "generator");
+  const auto n = static_cast<size_t>(info.num_ws);
+  if (n < 3 || info.style_dims.size() != n || info.style_is_rgb.size() != n ||
+      info.style_is_input.size() != n || info.style_resolutions.size() != n ||
+      !info.style_is_input[0] || !info.style_is_rgb[n - 1] ||
+      std::count(info.style_is_input.begin(), info.style_is_input.end(), true) != 1 ||
+      std::count(info.style_is_rgb.begin(), info.style_is_rgb.end(), true) != 1) {
+    layout_error(mpath, info,
+                 "StyleGAN3's num_ws style layers: the input transform first, ToRGB last, with "
+                 "as many style_is_input and style_resolutions entries");
+  }
+  for (const int r : info.style_resolutions) {
+    if (r <= 0) layout_error(mpath, info, "positive style_resolutions");
+  }
+}
+
 GeneratorInfo parse_generator(const json& g, const fs::path& mpath) {
   GeneratorInfo info;
   info.resolution = positive(g, "resolution", mpath, "generator");
@@ -107,19 +155,16 @@ GeneratorInfo parse_generator(const json& g, const fs::path& mpath) {
   info.n_mlp = positive(g, "n_mlp", mpath, "generator");
   info.style_dims = field<std::vector<int>>(g, "style_dims", mpath, "generator");
   info.style_is_rgb = field<std::vector<bool>>(g, "style_is_rgb", mpath, "generator");
-  // StyleGAN2's layout (docs/algorithms.md §3.1): log2(R) resolutions from 4 up, W+ has 2·log2(R) −
-  // 2 rows and there are 3·(log2(R) − 2) + 2 style layers.
-  int log_size = 0;
-  while ((1 << log_size) < info.resolution) ++log_size;
-  const auto expected_layers = static_cast<size_t>(3 * (log_size - 2) + 2);
-  if ((1 << log_size) != info.resolution || info.num_ws != 2 * log_size - 2 ||
-      info.style_dims.size() != expected_layers || info.style_is_rgb.size() != expected_layers) {
-    std::ostringstream msg;
-    msg << "invalid manifest '" << mpath.string() << "': generator dimensions do not fit together "
-        << "(resolution " << info.resolution << ", num_ws " << info.num_ws << ", "
-        << info.style_dims.size() << " style layers; expected a power of two with num_ws "
-        << 2 * log_size - 2 << " and " << expected_layers << " style layers)";
-    throw bundle_error(msg.str());
+  const auto family = g.contains("family") ? field<std::string>(g, "family", mpath, "generator")
+                                           : std::string(to_string(GeneratorFamily::kStyleGAN2));
+  if (family == to_string(GeneratorFamily::kStyleGAN3)) {
+    info.family = GeneratorFamily::kStyleGAN3;
+    check_stylegan3_layout(g, mpath, info);
+  } else if (family == to_string(GeneratorFamily::kStyleGAN2)) {
+    check_stylegan2_layout(mpath, info);
+  } else {
+    throw bundle_error("invalid manifest '" + mpath.string() + "': field 'generator.family' is '" +
+                       family + "', expected \"stylegan2\" or \"stylegan3\"");
   }
   return info;
 }
@@ -142,6 +187,10 @@ ClipInfo parse_clip(const json& c, const fs::path& mpath) {
 }
 
 }  // namespace
+
+const char* to_string(GeneratorFamily family) {
+  return family == GeneratorFamily::kStyleGAN3 ? "stylegan3" : "stylegan2";
+}
 
 const char* to_string(SeedConvention convention) {
   switch (convention) {

@@ -4,6 +4,7 @@
 #include <styleclip/runtime.h>
 #include "script_module.h"
 
+#include <cmath>
 #include <sstream>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -183,9 +184,15 @@ bool Generator::has_prefix_synthesis() const {
 }
 
 int64_t Generator::conv_index_of_layer(int64_t layer) const {
+  if (layer < 0 || layer >= static_cast<int64_t>(info_.style_dims.size())) return -1;
+  if (info_.family == GeneratorFamily::kStyleGAN3) {
+    // Entry 0 is the input transform, entry l ≥ 1 modulates synthesis layer l − 1, ToRGB is last
+    // (docs/stylegan3.md).
+    return info_.style_is_channel(static_cast<size_t>(layer)) ? layer - 1 : -1;
+  }
   // Style layer order (docs/algorithms.md §3.1): conv1, to_rgb1, then per resolution k: convs[2k],
   // convs[2k+1], to_rgbs[k].
-  if (layer < 2 || layer >= static_cast<int64_t>(info_.style_dims.size())) return -1;
+  if (layer < 2) return -1;
   const int64_t k = (layer - 2) / 3;
   const int64_t r = (layer - 2) % 3;
   return r == 2 ? -1 : 2 * k + r;
@@ -224,6 +231,32 @@ torch::Tensor Generator::synthesis_from_styles(const std::vector<torch::Tensor>&
   return impl_->module.get_method("synthesis_from_styles")({list, randomize_noise})
       .toTensor()
       .to(torch::kFloat32);
+}
+
+torch::Tensor Generator::input_transform_matrix(double x, double y, double degrees) {
+  // gen_images.py (NVlabs/stylegan3): make_transform(translate, angle), then its inverse is what
+  // the input layer's `transform` buffer holds.
+  const double a = degrees / 360.0 * 2.0 * M_PI;
+  const double c = std::cos(a);
+  const double s = std::sin(a);
+  const auto m = torch::tensor({c, s, x, -s, c, y, 0.0, 0.0, 1.0}, torch::kFloat64).reshape({3, 3});
+  return torch::inverse(m).to(torch::kFloat32);
+}
+
+void Generator::set_input_transform(double x, double y, double degrees) {
+  if (info_.family != GeneratorFamily::kStyleGAN3 ||
+      !impl_->module.find_method("set_transform").has_value()) {
+    throw usage_error(
+        "--translate and --rotate move StyleGAN3's input; this bundle's generator is " +
+        std::string(to_string(info_.family)) + " (drop them)");
+  }
+  torch::NoGradGuard no_grad;
+  impl_->module.get_method("set_transform")({input_transform_matrix(x, y, degrees).to(device_)});
+}
+
+torch::Tensor Generator::input_transform() const {
+  if (!impl_->module.find_method("get_transform").has_value()) return {};
+  return impl_->module.get_method("get_transform")({}).toTensor().cpu();
 }
 
 }  // namespace styleclip

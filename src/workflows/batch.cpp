@@ -3,6 +3,7 @@
 #include <styleclip/error.h>
 
 #include <algorithm>
+#include <cctype>
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
@@ -192,7 +193,7 @@ extern "C" void on_interrupt(int sig) {
 }
 }  // namespace
 
-// Each guard starts clean: a library caller may run again after an interrupted run.
+// Each guard starts and ends clean: a library caller may run again after an interrupted run.
 InterruptGuard::InterruptGuard()
     : old_int_((g_interrupted = false, std::signal(SIGINT, on_interrupt))),
       old_term_(std::signal(SIGTERM, on_interrupt)) {}
@@ -200,6 +201,7 @@ InterruptGuard::InterruptGuard()
 InterruptGuard::~InterruptGuard() {
   std::signal(SIGINT, old_int_);
   std::signal(SIGTERM, old_term_);
+  g_interrupted = false;  // work outside a guard (e.g. a later inversion) is not stopped
 }
 
 bool InterruptGuard::interrupted() { return g_interrupted.load(); }
@@ -212,11 +214,6 @@ RunSummary::RunSummary(std::string command)
 void RunSummary::done(const nlohmann::json& row) {
   ++done_;
   outputs_.push_back(row);
-}
-
-void RunSummary::skipped(const std::string& name) {
-  ++skipped_;
-  spdlog::debug("{}: outputs exist, skipped (--overwrite to redo)", name);
 }
 
 void RunSummary::failed(const std::string& name, const std::string& reason) {
@@ -240,6 +237,80 @@ nlohmann::json RunSummary::finish(bool interrupted) {
   return {{"outputs", outputs_},        {"done", done_},         {"skipped", skipped_},
           {"failed", failures_.size()}, {"failures", failures_}, {"interrupted", interrupted},
           {"wall_seconds", secs},       {"per_second", rate}};
+}
+
+}  // namespace styleclip
+
+// ---- one batch run -----------------------------------------------------------------------
+
+namespace styleclip {
+
+std::vector<std::string> photo_globs() {
+  std::vector<std::string> out;
+  for (const char* ext : {"jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp"}) {
+    std::string upper = ext;
+    for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    out.push_back(std::string("*.") + ext);
+    out.push_back("*." + upper);
+  }
+  return out;
+}
+
+void RunSummary::skipped(const std::string& name, const nlohmann::json& row) {
+  ++skipped_;
+  if (!row.is_null()) outputs_.push_back(row);
+  spdlog::debug("{}: outputs exist, skipped (--overwrite to redo)", name);
+}
+
+std::string RunSummary::first_failure() const {
+  return failures_.empty() ? std::string() : failures_.front()["error"].get<std::string>();
+}
+
+BatchRun::BatchRun(std::string command, const std::string& shard, bool overwrite)
+    : command_(std::move(command)),
+      shard_(parse_shard(shard)),
+      overwrite_(overwrite),
+      summary_(command_) {}
+
+std::pair<std::size_t, std::size_t> BatchRun::take(std::size_t n) const {
+  const auto range = shard_range(n, shard_);
+  if (shard_.count > 1) {
+    spdlog::info("shard {}/{} ({}): inputs {}..{} of {}", shard_.index, shard_.count, shard_.source,
+                 range.first + 1, range.second, n);
+  }
+  return range;
+}
+
+void BatchRun::start() {
+  guard_.emplace();
+  summary_.restart_clock();
+}
+
+bool BatchRun::finished(const std::string& name, const fs::path& sidecar,
+                        const nlohmann::json& row) {
+  std::error_code ec;
+  if (overwrite_ || !fs::exists(sidecar, ec)) return false;
+  summary_.skipped(name, row);
+  return true;
+}
+
+bool BatchRun::stop_requested() {
+  if (guard_ && InterruptGuard::interrupted()) interrupted_ = true;
+  return interrupted_;
+}
+
+BatchReport BatchRun::finish(std::size_t inputs, const std::string& what_verb) {
+  stop_requested();
+  BatchReport report{summary_.finish(interrupted_), 0};
+  guard_.reset();
+  const auto failed = summary_.failures();
+  if (!what_verb.empty() && inputs > 1 && failed == inputs) {
+    throw input_error("none of the " + std::to_string(inputs) + " " + what_verb +
+                      "; the first: " + summary_.first_failure());
+  }
+  if (failed > 0) report.exit_code = static_cast<int>(ExitCode::kSomeInputsFailed);
+  if (interrupted_) report.exit_code = static_cast<int>(ExitCode::kInterrupted);
+  return report;
 }
 
 }  // namespace styleclip

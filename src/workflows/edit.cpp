@@ -77,21 +77,6 @@ void refuse_foreign_options(const EditRun& run, const EngineInfo& engine) {
   }
 }
 
-/// Marks items that cannot be written: two inputs with one output name.
-void check_output_names(std::vector<InputItem>& items) {
-  std::map<std::string, std::string> owner;
-  for (auto& item : items) {
-    if (!item.error.empty()) continue;
-    const auto source = item.input.value("latent", item.input.value("photo", item.name));
-    const auto [it, fresh] = owner.emplace(item.name, source);
-    if (!fresh && it->second != source) {
-      item.error = "output name '" + item.name + "' is already used by '" + it->second +
-                   "' (rename one of the inputs or edit them in separate runs)";
-      item.ws = torch::Tensor();
-    }
-  }
-}
-
 std::string canonical_path(const fs::path& p) {
   std::error_code ec;
   return fs::weakly_canonical(p, ec).string();
@@ -124,16 +109,13 @@ class EditRunner {
   EditReport go() {
     check_and_load();
     // From here on Ctrl-C finishes or abandons the current batch instead of killing the process.
-    const InterruptGuard interrupt_guard;
+    batch_->start();
     for (const auto& prompt : prompts_) {
-      if (interrupted_) break;
+      if (batch_->stop_requested()) break;
       run_prompt(prompt);
     }
-    if (InterruptGuard::interrupted()) interrupted_ = true;
-    EditReport report{summary_->finish(interrupted_), 0};
-    if (summary_->failures() > 0) report.exit_code = static_cast<int>(ExitCode::kSomeInputsFailed);
-    if (interrupted_) report.exit_code = static_cast<int>(ExitCode::kInterrupted);
-    if (!run_.golden.empty() && !interrupted_) {
+    EditReport report = batch_->finish(items_.size());
+    if (!run_.golden.empty() && report.exit_code != static_cast<int>(ExitCode::kInterrupted)) {
       CompareTolerance tol;
       tol.pixel_levels = run_.golden_tolerance;
       const auto cmp = compare_folders(run_.golden, run_.out, tol);
@@ -160,7 +142,7 @@ class EditRunner {
   [[nodiscard]] fs::path output_base(const InputItem& item) const {
     return run_.out / (item.name + "." + tag_);
   }
-  [[nodiscard]] EngineHooks hooks() const;
+  [[nodiscard]] EngineHooks hooks();
 
   const EditRun& run_;
   const EngineInfo& engine_;
@@ -175,16 +157,16 @@ class EditRunner {
   std::vector<InputItem> all_items_, items_;
   std::set<std::string> input_paths_;
   json header_;
-  std::optional<RunSummary> summary_;  // its clock starts when the edits do
+  std::optional<BatchRun> batch_;  // the shard, skipping, Ctrl-C and the summary
+  InputTransform transform_;       // StyleGAN3's --translate/--rotate
   std::string tag_;
-  bool interrupted_ = false;
   // Per batch: each row's frame files (optimisation's --frames).
   std::vector<std::vector<fs::path>> frames_;
 };
 
-EngineHooks EditRunner::hooks() const {
+EngineHooks EditRunner::hooks() {
   EngineHooks h;
-  h.should_stop = [] { return InterruptGuard::interrupted(); };
+  h.should_stop = [this] { return batch_->stop_requested(); };
   h.log = run_.log ? run_.log : [](LogLevel level, const std::string& m) {
     const char* names[] = {"debug", "info", "warning", "error"};
     std::fprintf(stderr, "%s: %s\n", names[static_cast<int>(level)], m.c_str());
@@ -209,11 +191,13 @@ void EditRunner::check_and_load() {
     throw usage_error("invalid --truncation: must be a number in [0, 2]");
   if (run_.golden_tolerance < 0) throw usage_error("invalid --golden-tolerance: must be 0 or more");
   const auto seeds = run_.seeds.empty() ? std::vector<uint64_t>{} : parse_seeds(run_.seeds);
+  batch_.emplace("edit", run_.shard, run_.overwrite);
   device_ = parse_device(run_.device);
   precision_ = parse_precision(run_.precision, device_);
   bundle_.emplace(Bundle::open(run_.models));
   const auto& ginfo = bundle_->generator();
   check_seeds(seeds, ginfo, run_.models);
+  transform_ = check_input_transform(run_.translate, run_.rotate, ginfo);
   // The engine's options are checked before the models load (seconds at 1024 px), so that a
   // mistyped number is reported at once.
   if (engine_.check) engine_.check(run_.settings, *bundle_, device_);
@@ -228,9 +212,8 @@ void EditRunner::check_and_load() {
   invert_photos(photos);
   ensure_output_dir(run_.out);  // every check above has passed: now outputs may appear
   header_ = sidecar_header("edit", run_.models, bundle_->checksums());
-  summary_.emplace("edit");
   for (const auto& item : items_) {
-    if (!item.error.empty()) summary_->failed(item.name, item.error);
+    if (!item.error.empty()) batch_->summary().failed(item.name, item.error);
   }
 }
 
@@ -240,17 +223,10 @@ void EditRunner::gather_items(const std::vector<uint64_t>& seeds,
   const auto& ginfo = bundle_->generator();
   const auto class_index =
       check_class(run_.class_index, ginfo, run_.models, !seeds.empty(), "--seed");
-  const Shard shard = parse_shard(run_.shard);
   const auto files = load_latent_files(latents, ginfo.num_ws, ginfo.w_dim);
-  // Nothing usable at all: the one error is the answer (and nothing is written).
-  if (seeds.empty() && photos.empty() && !files.empty() &&
-      std::all_of(files.begin(), files.end(),
-                  [](const LoadedFile& f) { return !f.error.empty(); })) {
-    if (files.size() == 1) throw input_error(files.front().error);
-    throw input_error("none of the " + std::to_string(files.size()) +
-                      " inputs could be read; the first: " + files.front().error);
-  }
+  require_some_readable(files, !seeds.empty() || !photos.empty());
   gen_.emplace(*bundle_, device_);
+  apply_input_transform(*gen_, transform_);
   clip_.emplace(*bundle_, device_);
   if (bundle_->has("identity")) identity_.emplace(*bundle_, device_);
   EngineModels models{&*bundle_, &*gen_,    &*clip_, identity_ ? &*identity_ : nullptr,
@@ -272,14 +248,10 @@ void EditRunner::gather_items(const std::vector<uint64_t>& seeds,
     item.photo->path = f.path;
     all_items_.push_back(std::move(item));
   }
-  check_output_names(all_items_);
-  const auto [first, last] = shard_range(all_items_.size(), shard);
+  mark_name_clashes(all_items_);
+  const auto [first, last] = batch_->take(all_items_.size());
   items_.assign(all_items_.begin() + static_cast<std::ptrdiff_t>(first),
                 all_items_.begin() + static_cast<std::ptrdiff_t>(last));
-  if (shard.count > 1) {
-    spdlog::info("shard {}/{} ({}): inputs {}..{} of {}", shard.index, shard.count, shard.source,
-                 first + 1, last, all_items_.size());
-  }
   for (const auto& f : files) input_paths_.insert(canonical_path(f.file.path));
   for (const auto& f : photos) input_paths_.insert(canonical_path(f.path));
 }
@@ -298,13 +270,13 @@ void EditRunner::invert_photos(const std::vector<InputFile>& photos) {
     try {
       const fs::path path = item.photo->path;
       // The inversion's cache must not replace an input (a folder edited into itself).
-      for (const auto& f : inverter.cache_files(path)) {
+      for (const auto& f : inverter.cache_files(item.name)) {
         if (input_paths_.count(canonical_path(f)) > 0) {
           throw input_error("its inversion '" + f.string() +
                             "' would replace an input file (choose another --out)");
         }
       }
-      *item.photo = inverter.locate(path);
+      *item.photo = inverter.locate(path, item.name);
       inverter.invert(*item.photo);
       item.ws = item.photo->ws.to(device_);
     } catch (const Error& e) {
@@ -330,30 +302,23 @@ void EditRunner::run_prompt(const std::string& prompt) {
       if (input_paths_.count(canonical_path(base + ext)) > 0) clash = true;
     }
     if (clash) {
-      summary_->failed(item.name, "its output '" + base +
-                                      ".*' would replace an input file (choose another --out)");
+      batch_->summary().failed(item.name, "its output '" + base +
+                                              ".*' would replace an input file (choose another "
+                                              "--out)");
       continue;
     }
-    std::error_code ec;
-    if (!run_.overwrite && fs::exists(base + ".json", ec)) {
-      summary_->skipped(item.name);
-      continue;
-    }
-    todo.push_back(&item);
+    if (!batch_->finished(item.name, base + ".json")) todo.push_back(&item);
   }
   if (todo.empty()) return;
   json options = engine_impl_->prepare(text, hooks());
   options["batch"] = run_.batch;
   options["device"] = device_.str();
   options["precision"] = to_string(precision_);
+  if (transform_.any()) options.update(transform_.to_json());
   const auto step = static_cast<size_t>(run_.batch);
-  for (size_t start = 0; start < todo.size() && !interrupted_; start += step) {
-    if (InterruptGuard::interrupted()) {
-      interrupted_ = true;
-      break;
-    }
+  for (size_t start = 0; start < todo.size() && !batch_->stop_requested(); start += step) {
     if (!run_batch(todo, start, std::min(todo.size(), start + step), text, options)) {
-      interrupted_ = true;
+      batch_->stopped();
     }
   }
 }
@@ -540,14 +505,14 @@ void EditRunner::write_item(const InputItem& item, const std::string& prompt, co
   write_json(base + ".json", side);
   if (error.empty()) {
     spdlog::info("{}: {}", item.name, side["metrics"].dump());
-    summary_->done({{"name", item.name},
-                    {"prompt", prompt},
-                    {"status", side["status"]},
-                    {"image", base + ".png"},
-                    {"metrics", side["metrics"]}});
+    batch_->summary().done({{"name", item.name},
+                            {"prompt", prompt},
+                            {"status", side["status"]},
+                            {"image", base + ".png"},
+                            {"metrics", side["metrics"]}});
   } else {
     spdlog::error("{}: {}", item.name, error);
-    summary_->failed(item.name + " (" + prompt + ")", error);
+    batch_->summary().failed(item.name + " (" + prompt + ")", error);
   }
   if (run_.on_output) run_.on_output(shown);
 }

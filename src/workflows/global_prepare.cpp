@@ -47,6 +47,11 @@ std::vector<int64_t> parse_layers(const std::string& spec, const GeneratorInfo& 
       throw usage_error("invalid --layers '" + spec + "': layer " + item +
                         " is a toRGB layer (global directions use the others)");
     }
+    if (info.style_is_input[static_cast<size_t>(l)]) {
+      throw usage_error("invalid --layers '" + spec + "': layer " + item +
+                        " is StyleGAN3's input transform, not a style layer (use 1-" +
+                        std::to_string(info.style_dims.size() - 2) + ")");
+    }
     out.push_back(l);
   }
   std::sort(out.begin(), out.end());

@@ -5,8 +5,11 @@
 #include <styleclip/models/bundle.h>
 #include <styleclip/models/numpy_random.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <sstream>
 
 namespace styleclip {
@@ -27,9 +30,27 @@ std::vector<LoadedFile> load_latent_files(const std::vector<InputFile>& files, i
   return out;
 }
 
-void require_all_readable(const std::vector<LoadedFile>& files) {
-  for (const auto& f : files) {
-    if (!f.error.empty()) throw input_error(f.error);
+void require_some_readable(const std::vector<LoadedFile>& files, bool other_inputs) {
+  if (other_inputs || files.empty()) return;
+  const bool none =
+      std::all_of(files.begin(), files.end(), [](const LoadedFile& f) { return !f.error.empty(); });
+  if (!none) return;
+  if (files.size() == 1) throw input_error(files.front().error);
+  throw input_error("none of the " + std::to_string(files.size()) +
+                    " inputs could be read; the first: " + files.front().error);
+}
+
+void mark_name_clashes(std::vector<InputItem>& items) {
+  std::map<std::string, std::string> owner;
+  for (auto& item : items) {
+    if (!item.error.empty()) continue;
+    const auto source = item.input.value("latent", item.input.value("photo", item.name));
+    const auto [it, fresh] = owner.emplace(item.name, source);
+    if (!fresh && it->second != source) {
+      item.error = "output name '" + item.name + "' is already used by '" + it->second +
+                   "' (rename one of the inputs or run them separately)";
+      item.ws = torch::Tensor();
+    }
   }
 }
 
@@ -136,6 +157,44 @@ std::optional<int64_t> check_class(const std::optional<int64_t>& flag, const Gen
     throw usage_error("invalid --class " + std::to_string(*flag) + ": " + classes);
   }
   return flag;
+}
+
+nlohmann::json InputTransform::to_json() const {
+  return {{"translate", {x, y}}, {"rotate", degrees}};
+}
+
+InputTransform check_input_transform(const std::string& translate, double rotate,
+                                     const GeneratorInfo& info) {
+  InputTransform t;
+  t.degrees = rotate;
+  if (!translate.empty()) {
+    const auto comma = translate.find(',');
+    const auto number = [&](const std::string& text, double& out) {
+      try {
+        size_t used = 0;
+        out = std::stod(text, &used);
+        return used == text.size() && std::isfinite(out);
+      } catch (const std::exception&) {
+        return false;
+      }
+    };
+    if (comma == std::string::npos || !number(translate.substr(0, comma), t.x) ||
+        !number(translate.substr(comma + 1), t.y)) {
+      throw usage_error("invalid --translate '" + translate +
+                        "': expected two numbers X,Y (e.g. 0.1,-0.05)");
+    }
+  }
+  if (!std::isfinite(t.degrees)) throw usage_error("invalid --rotate: must be a finite number");
+  if (t.any() && info.family != GeneratorFamily::kStyleGAN3) {
+    throw usage_error(
+        "--translate and --rotate move StyleGAN3's input; this bundle's generator is " +
+        std::string(to_string(info.family)) + " (drop them)");
+  }
+  return t;
+}
+
+void apply_input_transform(Generator& gen, const InputTransform& t) {
+  if (t.any()) gen.set_input_transform(t.x, t.y, t.degrees);
 }
 
 }  // namespace styleclip

@@ -120,6 +120,7 @@ void MapperTrainer::setup() {
 
   LevelsMapperOptions mo;
   mo.num_ws = info_.num_ws;
+  mo.generator_family = to_string(info_.family);
   mo.w_dim = info_.w_dim;
   mo.groups = t_.groups;
   mo.pixel_norm = run_.pixel_norm;
@@ -160,7 +161,9 @@ void MapperTrainer::start_or_resume() {
         "--resume: the checkpoint '" + ckpt_.string() +
         "' belongs to a run with other options; rerun without --resume to start again");
   }
-  mapper_ = load_mapper(ckpt_ / "mapper.pt", info_.num_ws, info_.w_dim, device_).mapper;
+  mapper_ =
+      load_mapper(ckpt_ / "mapper.pt", info_.num_ws, info_.w_dim, device_, to_string(info_.family))
+          .mapper;
   opt_ = make_mapper_optimizer(mapper_, t_);
   load_optimizer_state(ckpt_ / "optimizer.pt", *opt_);
   step_ = state.at("step").get<int64_t>();

@@ -16,6 +16,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <styleclip/workflows/batch.h>
 #include <styleclip/workflows/run.h>
 
 namespace styleclip {
@@ -84,10 +85,9 @@ PhotoInverter::PhotoInverter(const Bundle& bundle, const fs::path& models, const
 
 PhotoInverter::~PhotoInverter() = default;
 
-std::vector<fs::path> PhotoInverter::cache_files(const fs::path& photo) const {
-  const auto stem = photo.stem().string();
-  return {out_dir_ / (stem + ".latent.pt"), out_dir_ / (stem + ".invert.json"),
-          out_dir_ / (stem + ".target.png"), out_dir_ / (stem + ".inverted.png")};
+std::vector<fs::path> PhotoInverter::cache_files(const std::string& name) const {
+  return {out_dir_ / (name + ".latent.pt"), out_dir_ / (name + ".invert.json"),
+          out_dir_ / (name + ".target.png"), out_dir_ / (name + ".inverted.png")};
 }
 
 std::string PhotoInverter::method_for(const Bundle& bundle, const PhotoOptions& o) {
@@ -109,9 +109,10 @@ std::string PhotoInverter::perceptual() const {
   return options_.engine.clip_lambda > 0 ? "clip" : "none";
 }
 
-PhotoFace PhotoInverter::locate(const fs::path& photo) const {
+PhotoFace PhotoInverter::locate(const fs::path& photo, const std::string& name) const {
   PhotoFace face;
   face.path = photo;
+  face.name = name.empty() ? photo.stem().string() : name;
   const auto pixels = read_image_rgb(photo, options_.max_pixels);
   face.height = pixels.size(0);
   face.width = pixels.size(1);
@@ -164,8 +165,7 @@ bool read_cache(PhotoFace& face, const json& key, const GeneratorInfo& g) {
 }  // namespace
 
 void PhotoInverter::invert(PhotoFace& face) const {
-  const std::string stem = face.path.stem().string();
-  const auto files = cache_files(face.path);
+  const auto files = cache_files(face.name);
   face.latent_file = files[0];
   face.sidecar_file = files[1];
   const auto checksums = bundle_.checksums();
@@ -195,9 +195,13 @@ void PhotoInverter::invert(PhotoFace& face) const {
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   }
   if (optimise) {
-    Progress progress("invert " + stem, options_.engine.steps);
+    Progress progress("invert " + face.name, options_.engine.steps);
     r = styleclip::invert(gen_, clip_, lpips_.get(), target, start, options_.engine,
                           [&](int done, int, double loss) {
+                            // Ctrl-C in a batch run (batch.h): abandon this photo, write nothing.
+                            if (InterruptGuard::interrupted()) {
+                              throw Error(ExitCode::kInterrupted, "interrupted");
+                            }
                             char buf[32];
                             std::snprintf(buf, sizeof buf, "loss %.4f", loss);
                             progress.update(done, buf);
@@ -218,7 +222,7 @@ void PhotoInverter::invert(PhotoFace& face) const {
     torch::NoGradGuard no_grad;
     face.identity = IdentityLoss(*identity_, target).similarity(r.images)[0].item<double>();
   }
-  ensure_output_dir(out_dir_);
+  ensure_output_dir(face.latent_file.parent_path());
   const fs::path& target_png = files[2];
   const fs::path& recon_png = files[3];
   write_image(target_png, target[0]);

@@ -353,7 +353,8 @@ TEST(InvertCli, InvertsAlignedCropsCachesAndReportsBadInputs) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("cached"), std::string::npos) << r.err;
   const auto summary = json::parse(r.out);
-  EXPECT_EQ(summary["done"], 1);
+  EXPECT_EQ(summary["done"], 0);
+  EXPECT_EQ(summary["skipped"], 1);
   ASSERT_EQ(summary["outputs"].size(), 1u);
   EXPECT_EQ(summary["outputs"][0]["latent"], (fs::path(out) / "seed0003.latent.pt").string());
   EXPECT_EQ(summary["outputs"][0]["cached"], true);

@@ -44,15 +44,7 @@ class BatchCli : public ::testing::Test {
     return args;
   }
   static std::set<std::string> files_with(const fs::path& dir, const std::string& suffix) {
-    std::set<std::string> out;
-    if (!fs::exists(dir)) return out;
-    for (const auto& e : fs::recursive_directory_iterator(dir)) {
-      const auto name = e.path().lexically_relative(dir).generic_string();
-      if (name.size() >= suffix.size() &&
-          name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
-        out.insert(name);
-    }
-    return out;
+    return test::files_with(dir, suffix);
   }
   TempDir tmp_;
   fs::path in_ = tmp_ / "in";

@@ -249,13 +249,43 @@ TEST(Cli, BadSeedAndMissingInputs) {
   EXPECT_NE(r.err.find("invalid --device 'tpu'"), std::string::npos) << r.err;
 }
 
+TEST(Cli, TranslateAndRotateAreForStyleGAN3) {
+  // The matrix NVIDIA's gen_images.py stores, stated here: the inverse of a turn by 90° and a
+  // shift (x, y) is the turn back, then the shift turned back and negated.
+  const auto m = Generator::input_transform_matrix(0.25, -0.5, 90.0);
+  const auto want =
+      torch::tensor({0.0, -1.0, -0.5, 1.0, 0.0, -0.25, 0.0, 0.0, 1.0}).reshape({3, 3});
+  EXPECT_TRUE(test::tensors_close(m, want, 1e-6)) << m;
+  EXPECT_TRUE(test::tensors_close(Generator::input_transform_matrix(0, 0, 0), torch::eye(3), 0.0));
+  SKIP_UNLESS_BUNDLE("tiny");
+  TempDir tmp;
+  for (const auto& [extra, message] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--translate", "0.1,0"},
+            "--translate and --rotate move StyleGAN3's input; this "
+            "bundle's generator is stylegan2 (drop them)"},
+           {{"--rotate", "10"}, "this bundle's generator is stylegan2"},
+           {{"--translate", "0.1"}, "invalid --translate '0.1': expected two numbers X,Y"},
+           {{"--translate", "a,b"}, "invalid --translate 'a,b'"}}) {
+    for (const std::string command : {"generate", "edit"}) {
+      std::vector<std::string> args = {command, "--models",          tiny(), "--seed", "0",
+                                       "--out", (tmp / "o").string()};
+      if (command == "edit") args.insert(args.end(), {"--text", "a face"});
+      args.insert(args.end(), extra.begin(), extra.end());
+      const auto r = styleclip(args);
+      EXPECT_EQ(r.code, 2) << command << " " << extra[0];
+      EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+    }
+  }
+  EXPECT_FALSE(fs::exists(tmp / "o"));
+}
+
 TEST(Cli, OtherGeneratorSizeWorksUnchanged) {
   SKIP_UNLESS_BUNDLE("other");
   TempDir tmp;
   const auto r = styleclip({"generate", "--models", test::testdata("other").string(), "--seed", "1",
                             "--out", tmp.path().string(), "--json"});
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_EQ(json::parse(r.out)["count"], 1);
+  EXPECT_EQ(json::parse(r.out)["done"], 1);
   EXPECT_EQ(read_image_rgb(tmp / "seed0001.png").sizes(), (std::vector<int64_t>{16, 16, 3}));
 }
 

@@ -3,6 +3,7 @@
 #include <styleclip/error.h>
 #include <styleclip/workflows/batch.h>
 #include <styleclip/workflows/edit.h>
+#include <styleclip/workflows/generate.h>
 
 #include <cmath>
 #include <csignal>
@@ -23,9 +24,61 @@ TEST(InterruptGuard, ASignalSetsTheFlagAndANewGuardStartsClean) {
     std::raise(SIGINT);  // caught: sets the flag, the process goes on
     EXPECT_TRUE(InterruptGuard::interrupted());
   }
-  // A program that runs a second workflow after an interrupted one is not stopped at once.
+  // Work after the guard (an inversion outside a batch run) is not taken as interrupted, and a
+  // program that runs a second workflow after an interrupted one is not stopped at once.
+  EXPECT_FALSE(InterruptGuard::interrupted());
   const InterruptGuard again;
   EXPECT_FALSE(InterruptGuard::interrupted());
+}
+
+TEST(BatchRun, SkipsFinishedInputsCountsFailuresAndRefusesARunWhereAllFailed) {
+  test::TempDir tmp;
+  test::write_text(tmp / "a.json", "{}");
+  BatchRun run("test", "2/2", false);
+  EXPECT_EQ(run.take(5), (std::pair<std::size_t, std::size_t>{2, 5}));
+  run.start();
+  EXPECT_TRUE(run.finished("a", tmp / "a.json"));
+  EXPECT_FALSE(run.finished("b", tmp / "b.json"));
+  run.summary().failed("b", "broken");
+  const auto report = run.finish(2, "inputs could be used");
+  EXPECT_EQ(report.exit_code, 1);
+  EXPECT_EQ(report.summary["skipped"], 1);
+  // With overwrite nothing is finished; every input failing is the run's error.
+  BatchRun again("test", "", true);
+  EXPECT_FALSE(again.finished("a", tmp / "a.json"));
+  again.summary().failed("a", "first reason");
+  again.summary().failed("b", "second reason");
+  try {
+    (void)again.finish(2, "inputs could be used");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ExitCode::kInputUnusable);
+    EXPECT_STREQ(e.what(), "none of the 2 inputs could be used; the first: first reason");
+  }
+  EXPECT_THROW(BatchRun("test", "3/2", false), Error);
+}
+
+TEST(GenerateWorkflow, CtrlCStopsBetweenGeneratorCallsAndTheRerunFinishes) {
+  SKIP_UNLESS_BUNDLE("tiny");
+  test::TempDir tmp;
+  GenerateRun run;
+  run.models = test::testdata("tiny");
+  run.seeds = "0-3";
+  run.out = tmp / "out";
+  run.batch = 1;
+  // The user presses Ctrl-C while the first image is being written.
+  run.on_output = [](const fs::path&) { std::raise(SIGINT); };
+  auto report = run_generate(run);
+  EXPECT_EQ(report.exit_code, 130);
+  EXPECT_EQ(report.summary["done"], 1);
+  EXPECT_EQ(report.summary["interrupted"], true);
+  EXPECT_TRUE(fs::exists(tmp / "out" / "seed0000.json"));
+  EXPECT_FALSE(fs::exists(tmp / "out" / "seed0001.png"));
+  run.on_output = nullptr;
+  report = run_generate(run);
+  EXPECT_EQ(report.exit_code, 0);
+  EXPECT_EQ(report.summary["done"], 3);
+  EXPECT_EQ(report.summary["skipped"], 1);
 }
 
 class EditWorkflow : public ::testing::Test {

@@ -165,6 +165,18 @@ RunResult styleclip(std::vector<std::string> args) {
 }
 #endif
 
+std::set<std::string> files_with(const fs::path& dir, const std::string& suffix) {
+  std::set<std::string> out;
+  if (!fs::exists(dir)) return out;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    const auto name = e.path().lexically_relative(dir).generic_string();
+    if (name.size() >= suffix.size() &&
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+      out.insert(name);
+  }
+  return out;
+}
+
 std::string read_text(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream s;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <filesystem>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -91,6 +92,8 @@ RunResult styleclip(std::vector<std::string> args);
 #endif
 
 std::string read_text(const std::filesystem::path& path);
+/// The files below `dir` (relative, '/'-separated) whose names end with `suffix`.
+std::set<std::string> files_with(const std::filesystem::path& dir, const std::string& suffix);
 void write_text(const std::filesystem::path& path, const std::string& text);
 
 }  // namespace styleclip::test

@@ -148,6 +148,44 @@ TEST_F(BrokenBundle, IncoherentDimensions) {
   EXPECT_NE(m.find("do not fit together"), std::string::npos) << m;
 }
 
+TEST_F(BrokenBundle, TheFamilySaysHowStyleLayersAreLaidOut) {
+  // StyleGAN2 (no family field): the layout follows from the resolution.
+  auto info = Bundle::open(dir_).generator();
+  EXPECT_EQ(info.family, GeneratorFamily::kStyleGAN2);
+  EXPECT_EQ(info.style_resolutions, (std::vector<int>{4, 4, 8, 8, 8, 16, 16, 16, 32, 32, 32}));
+  EXPECT_EQ(info.style_is_input, std::vector<bool>(11, false));
+  EXPECT_FALSE(info.style_is_channel(1));  // to_rgb1
+  EXPECT_TRUE(info.style_is_channel(2));
+  // StyleGAN3: one style entry per W+ row, the input transform first and ToRGB last.
+  auto& g = manifest_["generator"];
+  g["family"] = "stylegan3";
+  save();
+  EXPECT_NE(open_error().find("field 'generator.style_is_input'"), std::string::npos);
+  g["style_dims"] = {4, 32, 32, 32, 32, 16, 16, 16};
+  g["style_is_rgb"] = {false, false, false, false, false, false, false, true};
+  g["style_is_input"] = {true, false, false, false, false, false, false, false};
+  g["style_resolutions"] = {36, 36, 36, 20, 20, 36, 32, 32};
+  save();
+  info = Bundle::open(dir_, Bundle::Verify::kNone).generator();
+  EXPECT_EQ(info.family, GeneratorFamily::kStyleGAN3);
+  EXPECT_FALSE(info.style_is_channel(0));
+  EXPECT_TRUE(info.style_is_channel(6));
+  EXPECT_FALSE(info.style_is_channel(7));
+  EXPECT_EQ(info.style_resolutions[3], 20);
+  // The input transform elsewhere than first, or entries that do not match num_ws: refused.
+  g["style_is_input"] = {false, true, false, false, false, false, false, false};
+  save();
+  EXPECT_NE(open_error().find("do not fit together"), std::string::npos);
+  g["style_is_input"] = {true, false, false, false, false, false, false, false};
+  g["num_ws"] = 9;
+  save();
+  EXPECT_NE(open_error().find("do not fit together"), std::string::npos);
+  g["family"] = "stylegan4";
+  save();
+  EXPECT_NE(open_error().find("field 'generator.family' is 'stylegan4', expected"),
+            std::string::npos);
+}
+
 TEST_F(BrokenBundle, WrongFieldType) {
   manifest_["generator"]["w_dim"] = "wide";
   save();

@@ -26,6 +26,8 @@ TEST(GlobalLayers, ReferenceDefaultForFfhqLayout) {
   for (int l = 0; l < 26; ++l) {
     info.style_dims.push_back(512);
     info.style_is_rgb.push_back(l == 1 || (l >= 2 && (l - 2) % 3 == 2));
+    info.style_is_input.push_back(false);
+    info.style_resolutions.push_back(l < 2 ? 4 : 8 << ((l - 2) / 3));
   }
   EXPECT_EQ(default_global_layers(info),
             (std::vector<int64_t>{0, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15}));

@@ -192,6 +192,27 @@ TEST(MapperFile, SaveLoadRoundTrip) {
   EXPECT_FALSE(load_mapper(tmp / "tiny.pt", 8, 16).mapper->options().groups.fine);
 }
 
+TEST(MapperFile, AMapperFitsOnlyTheGeneratorFamilyItWasTrainedFor) {
+  // StyleGAN2 at 512 px and StyleGAN3 both have 16 W+ rows, which mean different things.
+  test::TempDir tmp;
+  auto o = small(16, 16);
+  save_mapper(tmp / "sg2.pt", LevelsMapper(o), nlohmann::json::object());
+  o.generator_family = "stylegan3";
+  save_mapper(tmp / "sg3.pt", LevelsMapper(o), nlohmann::json::object());
+  EXPECT_EQ(load_mapper(tmp / "sg3.pt", 16, 16, torch::kCPU, "stylegan3")
+                .mapper->options()
+                .generator_family,
+            "stylegan3");
+  EXPECT_NO_THROW((void)load_mapper(tmp / "sg2.pt", 16, 16));
+  const auto msg =
+      error_of([&] { (void)load_mapper(tmp / "sg2.pt", 16, 16, torch::kCPU, "stylegan3"); },
+               ExitCode::kBundleInvalid);
+  EXPECT_NE(msg.find("was trained for a stylegan2 generator; this bundle's is stylegan3"),
+            std::string::npos)
+      << msg;
+  EXPECT_THROW((void)load_mapper(tmp / "sg3.pt", 16, 16), Error);
+}
+
 TEST(MapperFile, PythonImporterWritesWhatSaveMapperWrites) {
   test::TempDir tmp;
   // A random checkpoint in StyleCLIP's layout for a 32 px generator (8 W+ rows, width 32).

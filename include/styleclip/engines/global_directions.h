@@ -49,10 +49,9 @@ struct GlobalStats {
                           bool partial = false);
 };
 
-/// The reference's default layers: non-toRGB layers at 128 px or below.
+/// The reference's default layers: style-channel layers (not toRGB, not StyleGAN3's input
+/// transform) at 128 px or below (GeneratorInfo::style_resolutions).
 std::vector<int64_t> default_global_layers(const GeneratorInfo& info);
-/// The resolution a style layer acts at (StyleSpace order, docs/algorithms.md §3.1).
-int style_layer_resolution(int64_t layer);
 
 struct PrepareOptions {
   int64_t samples = 100000;     ///< W samples for the mean/std (reference: 100,000)

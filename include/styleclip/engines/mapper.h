@@ -83,6 +83,9 @@ struct LevelsMapperOptions {
   MapperGroups groups;
   PixelNormMode pixel_norm = PixelNormMode::kRows;
   uint64_t seed = 0;  ///< initial weights (randn / lr_mul, bias 0, as the reference) from this seed
+  /// The generator family the mapper was trained for ("stylegan2", "stylegan3"): rows of the same
+  /// number mean different things in each (docs/stylegan3.md).
+  std::string generator_family = "stylegan2";
 
   [[nodiscard]] nlohmann::json to_json() const;
 };
@@ -145,15 +148,17 @@ struct MapperFile {
 /// Writes `mapper` as a `torch.save`-compatible dict, atomically:
 ///   {"format": "styleclip-mapper", "version": 1, "num_ws": int, "w_dim": int,
 ///    "groups": [names], "pixel_norm": "rows"|"features", "strength": float,
-///    "state_dict": {parameter name: tensor}, "meta": JSON string}
+///    "state_dict": {parameter name: tensor}, "meta": JSON string,
+///    "generator_family": "stylegan2"|"stylegan3" (absent: stylegan2, as StyleCLIP's own)}
 void save_mapper(const std::filesystem::path& path, const LevelsMapper& mapper,
                  const nlohmann::json& meta, double strength = 0.1);
 
-/// Reads a mapper file for a generator with `num_ws` rows of width `w_dim`, onto `device`.
-/// Throws a bundle error (exit code 3: a model that does not fit) naming the file for a missing,
-/// unreadable or foreign file, missing/unexpected/misshapen tensors, or a generator mismatch.
+/// Reads a mapper file for a generator of `family` with `num_ws` rows of width `w_dim`, onto
+/// `device`. Throws a bundle error (exit code 3: a model that does not fit) naming the file for
+/// a missing, unreadable or foreign file, missing/unexpected/misshapen tensors, or a generator
+/// mismatch (a StyleGAN2 mapper, StyleCLIP's published ones included, on StyleGAN3 or back).
 MapperFile load_mapper(const std::filesystem::path& path, int64_t num_ws, int64_t w_dim,
-                       torch::Device device = torch::kCPU);
+                       torch::Device device = torch::kCPU, const std::string& family = "stylegan2");
 
 // --- Ranger ------------------------------------------------------------------------------------
 

@@ -27,8 +27,17 @@ enum class SeedConvention {
 /// The manifest's spelling of a convention.
 const char* to_string(SeedConvention convention);
 
-/// Dimensions of the bundle's StyleGAN2 generator, as recorded by the exporter.
+/// The generator's architecture family: how its W+ rows and style layers are laid out.
+enum class GeneratorFamily {
+  kStyleGAN2,  ///< manifest "stylegan2" (or no family): rosinality's or NVIDIA's StyleGAN2
+  kStyleGAN3,  ///< manifest "stylegan3": NVIDIA's alias-free generator, T or R (docs/stylegan3.md)
+};
+/// The manifest's spelling of a family.
+const char* to_string(GeneratorFamily family);
+
+/// Dimensions of the bundle's generator, as recorded by the exporter.
 struct GeneratorInfo {
+  GeneratorFamily family = GeneratorFamily::kStyleGAN2;
   int resolution = 0;
   int w_dim = 0;
   int z_dim = 0;
@@ -38,6 +47,15 @@ struct GeneratorInfo {
   int n_mlp = 0;                   ///< mapping network depth
   std::vector<int> style_dims;     ///< channels of each style layer, StyleSpace order
   std::vector<bool> style_is_rgb;  ///< whether each style layer is a toRGB layer
+  /// Whether each style entry is StyleGAN3's input transform (4 numbers that rotate and shift
+  /// the picture): kept in S so that S renders, never edited as a style channel.
+  std::vector<bool> style_is_input;
+  std::vector<int> style_resolutions;  ///< the side of each style layer's output, in pixels
+
+  /// Whether style layer `l` holds editable style channels (not toRGB, not the input transform).
+  [[nodiscard]] bool style_is_channel(size_t l) const {
+    return !style_is_rgb.at(l) && (l >= style_is_input.size() || !style_is_input[l]);
+  }
 };
 
 /// Dimensions and preprocessing of the bundle's CLIP model.

@@ -77,6 +77,17 @@ class Generator {
                                                int64_t upto,
                                                const std::vector<torch::Tensor>& styles) const;
 
+  /// StyleGAN3's input transform as NVIDIA's gen_images.py sets it (`--translate X,Y --rotate
+  /// DEG`): every later render is moved by (x, y) (about the picture's width per unit) and
+  /// turned by `degrees`. All zero restores the checkpoint's own view. Usage error naming
+  /// --translate/--rotate for a StyleGAN2 generator, which has no such input.
+  void set_input_transform(double x, double y, double degrees);
+  /// The matrix set_input_transform stores in the input layer: the inverse of
+  /// [[cos a, sin a, x], [−sin a, cos a, y], [0, 0, 1]] (a in degrees), fp32 [3, 3].
+  static torch::Tensor input_transform_matrix(double x, double y, double degrees);
+  /// The input layer's transform now (StyleGAN3; undefined for StyleGAN2).
+  [[nodiscard]] torch::Tensor input_transform() const;
+
   /// Throws an input error unless `ws` is [B, num_ws, w_dim] (B ≥ 1). `what` names the input.
   void check_wplus(const torch::Tensor& ws, const std::string& what) const;
 

@@ -1,5 +1,6 @@
 // styleclip/workflows/batch.h — what batch runs share: input expansion (files and folders),
-// sharding across machines, prompt files, interruption, and the run summary.
+// sharding across machines, prompt files, interruption, the run summary, and `BatchRun`, the
+// bookkeeping that `edit`, `generate`, `invert` and `align` all run their inputs through.
 //
 // Sharding is deterministic and needs no coordinator: every process expands the same inputs in
 // the same sorted order and takes the K-th of N contiguous, balanced slices (sizes differ by at
@@ -12,6 +13,9 @@
 #include <filesystem>
 #include <string>
 #include <vector>
+
+#include <optional>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -30,6 +34,19 @@ struct InputFile {
 /// not exist, or a folder with nothing matching, is a usage error naming it.
 std::vector<InputFile> expand_inputs(const std::vector<std::string>& paths, bool recursive,
                                      const std::vector<std::string>& globs);
+
+/// Where a batch command's inputs come from and which of them this run does.
+struct BatchInputs {
+  std::vector<std::string> paths;  ///< files and folders
+  bool recursive = false;          ///< look into sub-folders of folders
+  std::vector<std::string> globs;  ///< the file patterns taken from folders
+  std::string shard;               ///< "K/N" or "auto" (parse_shard); empty: everything
+  bool overwrite = false;          ///< redo inputs whose outputs exist (default: skip them)
+};
+
+/// The patterns of photo files (JPEG, PNG, WebP, TIFF, BMP, either case): the folder patterns
+/// of `align` and `invert`.
+std::vector<std::string> photo_globs();
 
 /// Shard K of N (1-based).
 struct Shard {
@@ -52,7 +69,8 @@ std::vector<std::string> read_prompts(const std::filesystem::path& path);
 
 /// SIGINT/SIGTERM set a flag instead of killing the process while this guard lives, so the
 /// current input can finish or be abandoned cleanly (no partial file: every write is atomic). A
-/// second signal ends the process at once. The flag is cleared when a guard is made.
+/// second signal ends the process at once. The flag is cleared when a guard is made and when it
+/// ends.
 class InterruptGuard {
  public:
   InterruptGuard();
@@ -70,10 +88,17 @@ class InterruptGuard {
 class RunSummary {
  public:
   explicit RunSummary(std::string command);
+  /// Restarts the clock (the rate counts the work, not the checks and model loading before it).
+  void restart_clock() { start_ = std::chrono::steady_clock::now(); }
   void done(const nlohmann::json& row);
-  void skipped(const std::string& name);
+  /// `row`, when given, is listed with the outputs (e.g. a cached inversion's latent).
+  void skipped(const std::string& name, const nlohmann::json& row = nullptr);
   void failed(const std::string& name, const std::string& reason);
   [[nodiscard]] std::size_t failures() const { return failures_.size(); }
+  [[nodiscard]] std::size_t done_count() const { return done_; }
+  [[nodiscard]] std::size_t skipped_count() const { return skipped_; }
+  /// The first failure's reason ("" when none).
+  [[nodiscard]] std::string first_failure() const;
   /// Logs the summary on stderr; returns it as JSON.
   nlohmann::json finish(bool interrupted);
 
@@ -84,6 +109,53 @@ class RunSummary {
   nlohmann::json failures_ = nlohmann::json::array();
   std::size_t done_ = 0;
   std::size_t skipped_ = 0;
+};
+
+/// What a batch run ends with.
+struct BatchReport {
+  nlohmann::json summary;  ///< RunSummary's JSON
+  int exit_code = 0;       ///< ExitCode: 0, 1 (some inputs failed), 130 (interrupted)
+};
+
+/// A batch run's bookkeeping, the same for every batch command: this process's shard of the
+/// sorted inputs, inputs that an earlier run finished skipped (their sidecar, written last, is
+/// there), an input that cannot be used failing alone while the others go on, Ctrl-C ending the
+/// run at the next input (nothing half-written: every write is atomic), and the summary.
+class BatchRun {
+ public:
+  /// Parses the shard: a usage error names --shard or the environment variable.
+  BatchRun(std::string command, const std::string& shard, bool overwrite);
+
+  /// The [first, last) of `n` sorted inputs that this process takes (logged when sharded).
+  [[nodiscard]] std::pair<std::size_t, std::size_t> take(std::size_t n) const;
+
+  /// From here on Ctrl-C asks the run to stop instead of ending the process, and the summary's
+  /// clock runs. Call it once the checks have passed and the models are loaded.
+  void start();
+
+  /// True, and counted as skipped, when `sidecar` exists and overwrite is off.
+  bool finished(const std::string& name, const std::filesystem::path& sidecar,
+                const nlohmann::json& row = nullptr);
+
+  /// Whether Ctrl-C (or SIGTERM) came since start(); once true, it stays true.
+  bool stop_requested();
+  /// Records that the run stopped early (e.g. work abandoned on Ctrl-C).
+  void stopped() { interrupted_ = true; }
+
+  RunSummary& summary() { return summary_; }
+
+  /// Logs the summary and returns it with the exit code. When every one of several inputs
+  /// failed, throws an input error instead: "none of the N <what> could be <verb>; the first:
+  /// <reason>" (`what_verb` is e.g. "photos could be aligned"; empty: no such check).
+  BatchReport finish(std::size_t inputs, const std::string& what_verb = "");
+
+ private:
+  std::string command_;
+  Shard shard_;
+  bool overwrite_;
+  bool interrupted_ = false;
+  std::optional<InterruptGuard> guard_;
+  RunSummary summary_;
 };
 
 }  // namespace styleclip

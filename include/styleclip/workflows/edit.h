@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include <styleclip/engines/engine.h>
+#include <styleclip/workflows/batch.h>
 #include <styleclip/workflows/photo.h>
 
 namespace styleclip {
@@ -37,7 +38,9 @@ struct EditRun {
   std::string seeds;  ///< "N", "N-M" or a list: sampled latents
   double truncation = 0.7;
   std::optional<int64_t> class_index;
-  std::string shard;  ///< "K/N" or "auto" (batch.h)
+  std::string translate;  ///< StyleGAN3: "X,Y", the input transform's shift (inputs.h)
+  double rotate = 0;      ///< StyleGAN3: the input transform's turn, degrees
+  std::string shard;      ///< "K/N" or "auto" (batch.h)
   bool overwrite = false;
   PhotoOptions photo;
   bool paste_back = true;
@@ -55,10 +58,9 @@ struct EditRun {
   std::function<void(LogLevel, const std::string&)> log;
 };
 
-struct EditReport {
-  nlohmann::json summary;  ///< RunSummary's JSON, with "golden" when compared
-  int exit_code = 0;       ///< ExitCode: 0, 1 (some inputs failed, or drift), 130 (interrupted)
-};
+/// The run summary (with "golden" when compared) and the exit code: 0, 1 (some inputs failed,
+/// or drift from the golden outputs), 130 (interrupted).
+using EditReport = BatchReport;
 
 /// Runs the edit. Throws styleclip::Error for what stops the whole run (bad options, an unusable
 /// bundle, a single input that cannot be used, out of memory), before any output is written

@@ -42,9 +42,14 @@ struct LoadedFile {
 std::vector<LoadedFile> load_latent_files(const std::vector<InputFile>& files, int64_t num_ws,
                                           int64_t w_dim);
 
-/// Throws the input error of the first unreadable file, if any (for commands that take no
-/// partial success).
-void require_all_readable(const std::vector<LoadedFile>& files);
+/// Nothing usable at all is the run's error, thrown before anything is written: when there are
+/// no `other_inputs` (seeds, photos) and no file could be read, throws the one file's error, or
+/// "none of the N inputs could be read; the first: …".
+void require_some_readable(const std::vector<LoadedFile>& files, bool other_inputs);
+
+/// Marks (with an error) the later of two items from different sources that would write the same
+/// output name.
+void mark_name_clashes(std::vector<InputItem>& items);
 
 /// Seeds first (z → mapping, with the class label of `class_index` for a conditional generator →
 /// truncation toward w_avg → W+), then every row of every file (a failed file is one item
@@ -60,6 +65,23 @@ std::vector<uint64_t> parse_seeds(const std::string& spec);
 /// NVIDIA's convention, takes seeds up to 2^32 − 1 only).
 void check_seeds(const std::vector<uint64_t>& seeds, const GeneratorInfo& info,
                  const std::filesystem::path& models);
+
+/// StyleGAN3's input transform asked for with `--translate X,Y` and `--rotate DEG`.
+struct InputTransform {
+  double x = 0, y = 0, degrees = 0;
+  [[nodiscard]] bool any() const { return x != 0 || y != 0 || degrees != 0; }
+  /// For sidecars: {"translate": [x, y], "rotate": degrees}.
+  [[nodiscard]] nlohmann::json to_json() const;
+};
+
+/// Parses `translate` ("X,Y"; empty: none) and checks both against the bundle before any model
+/// loads: usage errors naming --translate (not two finite numbers) or --translate/--rotate (a
+/// generator other than StyleGAN3, which has no input transform).
+InputTransform check_input_transform(const std::string& translate, double rotate,
+                                     const GeneratorInfo& info);
+
+/// Sets `t` on the generator when any part is non-zero.
+void apply_input_transform(Generator& gen, const InputTransform& t);
 
 /// Checks `--class` against the bundle, before any model loads: required (and within
 /// 0..c_dim−1) on a conditional generator when the run samples z (`samples_z`), refused on an

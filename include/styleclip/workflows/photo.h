@@ -47,6 +47,7 @@ struct PhotoOptions {
 /// One photo's face, ready to edit.
 struct PhotoFace {
   std::filesystem::path path;
+  std::string name;  ///< the output name: the path below its input folder without extension
   /// The photo's size; its pixels are not kept (a folder of photos must not sit in memory):
   /// paste-back reads the photo again.
   int64_t width = 0, height = 0;
@@ -64,7 +65,7 @@ struct PhotoFace {
 };
 
 /// Detects, aligns and inverts photos, caching each inversion in `out_dir` as
-/// `<stem>.latent.pt` + `<stem>.invert.json` (+ `.target.png`, `.inverted.png`), keyed by the
+/// `<name>.latent.pt` + `<name>.invert.json` (+ `.target.png`, `.inverted.png`), keyed by the
 /// image's checksum, the generator's checksum and the options.
 class PhotoInverter {
  public:
@@ -86,13 +87,14 @@ class PhotoInverter {
   /// The projector's perceptual term: "lpips" (the bundle has LPIPS), "clip" or "none".
   [[nodiscard]] std::string perceptual() const;
 
-  /// The files `invert` writes for this photo (latent, sidecar, target, reconstruction).
-  [[nodiscard]] std::vector<std::filesystem::path> cache_files(
-      const std::filesystem::path& photo) const;
+  /// The files `invert` writes for the photo named `name` (latent, sidecar, target,
+  /// reconstruction).
+  [[nodiscard]] std::vector<std::filesystem::path> cache_files(const std::string& name) const;
 
-  /// Reads the photo and finds its face (largest first). Throws an input error naming the photo
-  /// when it cannot be read or has no face.
-  [[nodiscard]] PhotoFace locate(const std::filesystem::path& photo) const;
+  /// Reads the photo and finds its face (largest first). `name` names its outputs (empty: the
+  /// file's stem). Throws an input error naming the photo when it cannot be read or has no face.
+  [[nodiscard]] PhotoFace locate(const std::filesystem::path& photo,
+                                 const std::string& name = "") const;
 
   /// Fills `face.ws`: from the cache when it matches, else by the projector (writing the cache;
   /// the sidecar last, so a half-written cache is never taken for a whole one).
