@@ -7,6 +7,8 @@ Run with Debian's Python (`/usr/bin/python3`), which has PyTorch. Examples:
   /usr/bin/python3 scripts/export_bundle.py --stylegan stylegan2-ffhq-config-f.pt --out models/ffhq
   # an NVIDIA StyleGAN2-ADA network pickle (the format is told from the file, not its name)
   /usr/bin/python3 scripts/export_bundle.py --stylegan metfaces.pkl --out models/metfaces
+  # an NVIDIA StyleGAN3 network pickle (configs T and R; docs/stylegan3.md)
+  /usr/bin/python3 scripts/export_bundle.py --stylegan stylegan3-t-ffhq-1024x1024.pkl --out models/sg3
   # OpenAI's CLIP ViT-B/32 and its vocabulary, into the same bundle
   /usr/bin/python3 scripts/export_bundle.py --clip ViT-B-32.pt --vocab bpe_simple_vocab_16e6.txt.gz \
       --out models/ffhq
@@ -43,11 +45,11 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True,
                    help="bundle folder (created if missing); with --mapper, the mapper file to write")
-    g = p.add_argument_group("StyleGAN2 generator")
+    g = p.add_argument_group("StyleGAN generator")
     g.add_argument("--stylegan", metavar="CKPT",
                    help="rosinality checkpoint {'g_ema': ..., 'latent_avg': ...} or NVIDIA network "
-                        "pickle (stylegan2-ada-pytorch / stylegan3 release StyleGAN2 .pkl; read "
-                        "without running the code it carries)")
+                        "pickle (stylegan2-ada-pytorch, or the stylegan3 release's StyleGAN2, "
+                        "StyleGAN3-T and StyleGAN3-R .pkl; read without running the code it carries)")
     g.add_argument("--random", action="store_true", help="export a random-weight generator instead")
     g.add_argument("--resolution", type=int, default=64)
     g.add_argument("--w-dim", type=int, default=64)
@@ -156,8 +158,10 @@ def build_rosinality(args, sd, latent_avg):
 
 
 def build_nvidia(path):
-    """Our generator from an NVIDIA network pickle (read without running anything in it)."""
-    from styleclip_export import safe_pickle, stylegan2_nvidia
+    """Our generator from an NVIDIA network pickle (read without running anything in it):
+    StyleGAN2 (stylegan2_nvidia.py) or StyleGAN3 (stylegan3.py), told from the recorded
+    synthesis network."""
+    from styleclip_export import safe_pickle, stylegan2_nvidia, stylegan3
 
     try:
         obj = safe_pickle.load_pickle(path)
@@ -168,11 +172,16 @@ def build_nvidia(path):
              f"{str(e).splitlines()[0] if str(e) else 'damaged or truncated file'}", 3)
     try:
         G, which = stylegan2_nvidia.pick_generator(obj)
-        g, cfg = stylegan2_nvidia.build_generator(G)
+        if stylegan3.is_stylegan3(G):
+            g, cfg = stylegan3.build_generator(G)
+            cfg["family"] = "stylegan3"
+        else:
+            g, cfg = stylegan2_nvidia.build_generator(G)
+            cfg["architecture"] = "stylegan2-nvidia"
     except ValueError as e:
-        fail(f"network pickle '{path}': {e}", 3)
-    cfg.update(architecture="stylegan2-nvidia", seed_convention="numpy-randomstate",
-               w_avg_source=f"pickle {which}.mapping.w_avg", network=which)
+        fail(f"network pickle '{path}': {str(e).splitlines()[0] if str(e) else type(e).__name__}", 3)
+    cfg.update(seed_convention="numpy-randomstate", w_avg_source=f"pickle {which}.mapping.w_avg",
+               network=which)
     return g, cfg
 
 
@@ -216,6 +225,9 @@ def export_stylegan(args, manifest):
         fail("internal error: the scripted generator does not reproduce the eager one")
 
     manifest["files"]["generator"] = bundle.file_entry(args.out, "generator.pt")
+    if cfg.get("family") == "stylegan3":
+        manifest["generator"] = stylegan3_section(g, cfg, args, source)
+        return
     section = {
         "architecture": cfg["architecture"],
         "resolution": cfg["resolution"],
@@ -242,6 +254,50 @@ def export_stylegan(args, manifest):
     cond = f", {g.c_dim} classes" if g.c_dim else ""
     print(f"generator ({kind}): {cfg['resolution']} px, w_dim {cfg['w_dim']}, {cfg['num_ws']} W+ rows"
           f"{cond}, {len(section['style_dims'])} style layers -> {args.out}/generator.pt")
+
+
+def stylegan3_section(g, cfg, args, source):
+    """The manifest's generator section for a StyleGAN3 generator (docs/bundle-format.md 2.2,
+    docs/stylegan3.md §4): one style entry per W+ row, the input transform first (not a style
+    channel), ToRGB last; each entry's feature-map size; NVIDIA's recorded hyper-parameters."""
+    from styleclip_export import bundle, stylegan3
+
+    section = {
+        "family": "stylegan3",
+        "architecture": cfg["architecture"],
+        "resolution": cfg["resolution"],
+        "w_dim": cfg["w_dim"],
+        "z_dim": cfg["z_dim"],
+        "c_dim": g.c_dim,
+        "num_ws": cfg["num_ws"],
+        "n_mlp": cfg["n_mlp"],
+        "lr_mlp": cfg["lr_mlp"],
+        "mapping_dims": cfg["mapping_dims"],
+        "num_layers": cfg["num_layers"],
+        "style_dims": stylegan3.style_dims(g),
+        "style_is_rgb": stylegan3.style_is_rgb(g),
+        "style_is_input": stylegan3.style_is_input(g),
+        "style_resolutions": stylegan3.style_resolutions(g),
+        "channels": stylegan3.layer_channels(g),
+        "conv_kernel": cfg["conv_kernel"],
+        "use_radial_filters": cfg["use_radial_filters"],
+        "output_scale": cfg["output_scale"],
+        "conv_clamp": cfg["conv_clamp"],
+        "seed_convention": cfg["seed_convention"],
+        "w_avg_source": cfg["w_avg_source"],
+        "network": cfg["network"],
+        "provenance": bundle.provenance(source, random=False, random_seed=None),
+    }
+    for key in ("num_critical", "margin_size", "channel_base", "channel_max", "num_fp16_res",
+                "magnitude_ema_beta"):
+        if cfg.get(key) is not None:
+            section[key] = cfg[key]
+    cond = f", {g.c_dim} classes" if g.c_dim else ""
+    kind = "StyleGAN3-" + cfg["architecture"].rsplit("-", 1)[-1].upper()
+    print(f"generator (NVIDIA {kind}): {cfg['resolution']} px, w_dim {cfg['w_dim']}, "
+          f"{cfg['num_ws']} W+ rows{cond}, {len(section['style_dims'])} style entries (input "
+          f"transform, {cfg['num_layers']} layers, ToRGB) -> {args.out}/generator.pt")
+    return section
 
 
 def export_clip(args, manifest):

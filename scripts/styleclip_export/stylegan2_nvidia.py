@@ -81,8 +81,8 @@ def describe(G: PersistentModule) -> dict:
     block_res = [int(r) for r in syn.attrs.get("block_resolutions", [])]
     if not block_res or "b4" not in syn.children:
         class_name = syn.class_name
-        raise NotAGenerator(f"its synthesis network ({class_name}) is not StyleGAN2's "
-                            "(no b4 block); StyleGAN3 generators are not supported")
+        raise NotAGenerator(f"its synthesis network ({class_name}) is neither StyleGAN2's "
+                            "(no b4 block) nor StyleGAN3's (no input and L0_… layers)")
     for r in block_res:
         arch = syn.child(f"b{r}").attrs.get("architecture", "skip")
         if arch != "skip":

@@ -146,7 +146,14 @@ torch::Tensor LevelsMapperImpl::forward(const torch::Tensor& w) {
     auto& m = groups_[static_cast<size_t>(g)];
     parts.push_back(m ? m->forward(x) : torch::zeros_like(x));
   }
-  return torch::cat(parts, 1);
+  auto out = torch::cat(parts, 1);
+  if (options_.generator_family == "stylegan3") {
+    // Row 0 drives StyleGAN3's input transform (it turns and shifts the picture): an edit leaves
+    // it alone, so the coarse group acts on rows 1-3 there (docs/stylegan3.md).
+    out =
+        torch::cat({torch::zeros_like(out.narrow(1, 0, 1)), out.narrow(1, 1, out.size(1) - 1)}, 1);
+  }
+  return out;
 }
 
 torch::Tensor LevelsMapperImpl::apply(const torch::Tensor& w, double strength) {
@@ -219,15 +226,6 @@ MapperFile load_mapper(const std::filesystem::path& path, int64_t num_ws, int64_
       throw bad("format version " + std::to_string(dict.at("version").toInt()) +
                 " is not supported (this build reads version " + std::to_string(kVersion) + ")");
     }
-    o.num_ws = dict.at("num_ws").toInt();
-    o.w_dim = dict.at("w_dim").toInt();
-    if (o.num_ws != num_ws || o.w_dim != w_dim) {
-      throw bundle_error("mapper " + name + " does not fit this generator: expected " +
-                         std::to_string(num_ws) + " W+ rows of width " + std::to_string(w_dim) +
-                         ", found " + std::to_string(o.num_ws) + " rows of width " +
-                         std::to_string(o.w_dim) +
-                         " (train or import a mapper for this generator)");
-    }
     o.generator_family = dict.contains("generator_family")
                              ? dict.at("generator_family").toStringRef()
                              : std::string("stylegan2");
@@ -236,6 +234,15 @@ MapperFile load_mapper(const std::filesystem::path& path, int64_t num_ws, int64_
                          " generator; this bundle's is " + family +
                          " (its W+ rows mean other things): train one for this generator with "
                          "styleclip mapper train");
+    }
+    o.num_ws = dict.at("num_ws").toInt();
+    o.w_dim = dict.at("w_dim").toInt();
+    if (o.num_ws != num_ws || o.w_dim != w_dim) {
+      throw bundle_error("mapper " + name + " does not fit this generator: expected " +
+                         std::to_string(num_ws) + " W+ rows of width " + std::to_string(w_dim) +
+                         ", found " + std::to_string(o.num_ws) + " rows of width " +
+                         std::to_string(o.w_dim) +
+                         " (train or import a mapper for this generator)");
     }
     const auto groups_value = dict.at("groups");
     std::vector<std::string> groups;

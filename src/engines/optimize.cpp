@@ -198,6 +198,15 @@ std::vector<torch::Tensor> OptimizeRun::start(const IdentityModel* identity) {
   if (w_space_) {
     w_ = w0_.clone().requires_grad_(true);
     params_ = {w_};
+    if (gen_.info().family == GeneratorFamily::kStyleGAN3) {
+      // Row 0 drives StyleGAN3's input transform, which turns and shifts the picture: not an
+      // attribute to edit. Its gradient is zeroed, so Adam (zero moments) never moves it.
+      w_.register_hook([](torch::Tensor g) {
+        g = g.clone();
+        g.select(1, 0).zero_();
+        return g;
+      });
+    }
   } else {
     for (size_t l = 0; l < s0_.size(); ++l) {
       s_.push_back(s0_[l].clone());

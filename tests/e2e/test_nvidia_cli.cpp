@@ -1,6 +1,7 @@
 // End-to-end on bundles exported from NVIDIA network pickles (test bundles `nvidia`,
-// `nvidia_cond`): parity with NVIDIA's recorded outputs through the command line (generate
-// --seed/--latent/--save-styles/--class), and every engine and the projector on such a bundle.
+// `nvidia_cond`, and StyleGAN3's `sg3t`, `sg3r`): parity with NVIDIA's recorded outputs through
+// the command line (generate --seed/--latent/--save-styles/--class), and every engine and the
+// projector on such a bundle.
 #include <styleclip/io/image_io.h>
 #include <styleclip/io/latent_io.h>
 #include <styleclip/models/bundle.h>
@@ -14,6 +15,7 @@ namespace styleclip {
 namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
+using test::run_ok;
 using test::styleclip;
 using test::TempDir;
 
@@ -21,6 +23,8 @@ const int64_t kSeeds[] = {0, 1, 7, 123};
 
 /// The recorded outputs of NVIDIA's code for the fixture pickle behind test bundle `bundle`.
 std::string expected_for(const std::string& bundle) {
+  if (bundle == "sg3t") return "stylegan-nvidia/sg3t_tiny32_expected.pt";
+  if (bundle == "sg3r") return "stylegan-nvidia/sg3r_tiny32_expected.pt";
   return bundle == "nvidia" ? "stylegan-nvidia/ada_tiny64_expected.pt"
                             : "stylegan-nvidia/ada_cond32_expected.pt";
 }
@@ -29,7 +33,8 @@ std::string expected_for(const std::string& bundle) {
 bool from_reference(const std::string& bundle) {
   const auto m = json::parse(test::read_text(test::testdata(bundle) / "manifest.json"));
   const auto src = m["generator"]["provenance"]["source"].get<std::string>();
-  return src == "ada_tiny64.pkl" || src == "ada_cond32.pkl";
+  return src == "ada_tiny64.pkl" || src == "ada_cond32.pkl" || src == "sg3t_tiny32.pkl" ||
+         src == "sg3r_tiny32.pkl";
 }
 
 /// The image the tool writes for a generator output: floor((clamp(x, -1, 1) + 1) / 2 · 255 + 0.5).
@@ -127,7 +132,8 @@ TEST_P(NvidiaParity, LatentInputReproducesEditedImages) {
   for (int i = 0; i < 4; ++i) expect_png_matches(pngs[static_cast<size_t>(i)], img[i]);
 }
 
-INSTANTIATE_TEST_SUITE_P(Pickles, NvidiaParity, ::testing::Values("nvidia", "nvidia_cond"));
+INSTANTIATE_TEST_SUITE_P(Pickles, NvidiaParity,
+                         ::testing::Values("nvidia", "nvidia_cond", "sg3t", "sg3r"));
 
 /// Every engine and the projector on an NVIDIA bundle (the reference pickle or a stand-in).
 class NvidiaEngines : public ::testing::Test {
@@ -135,14 +141,6 @@ class NvidiaEngines : public ::testing::Test {
   void SetUp() override {
     SKIP_UNLESS_BUNDLE("nvidia");
     SKIP_UNLESS_BUNDLE("nvidia_cond");
-  }
-  /// Runs `args` and checks exit 0 and that each of `files` (relative to the output) exists.
-  void run_ok(std::vector<std::string> args, const fs::path& out,
-              const std::vector<std::string>& files) {
-    args.insert(args.end(), {"--out", out.string()});
-    const auto r = styleclip(args);
-    ASSERT_EQ(r.code, 0) << r.err;
-    for (const auto& f : files) EXPECT_TRUE(fs::exists(out / f)) << out / f << "\n" << r.err;
   }
   TempDir tmp_;
 };

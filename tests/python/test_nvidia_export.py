@@ -16,7 +16,6 @@ Run from anywhere:  /usr/bin/python3 tests/python/test_nvidia_export.py
 
 import math
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -29,33 +28,20 @@ sys.path.insert(0, os.path.join(ROOT, "scripts"))
 sys.path.insert(0, HERE)
 
 import nvidia_pickle  # noqa: E402
-from checks import check, report  # noqa: E402
+from checks import check, close, export_stylegan, exported_generator, report  # noqa: E402
 from styleclip_export import safe_pickle  # noqa: E402
 
-EXPORT = [sys.executable, os.path.join(ROOT, "scripts", "export_bundle.py")]
 FIXTURES = os.path.join(os.environ.get("STYLECLIP_FIXTURES", os.path.join(ROOT, "..", "shared", "fixtures")),
                         "stylegan-nvidia")
 TMP = tempfile.mkdtemp(prefix="nvidia_export_")
 
 
 def export(pkl, name):
-    out = os.path.join(TMP, name)
-    r = subprocess.run(EXPORT + ["--stylegan", pkl, "--out", out], capture_output=True, text=True)
-    return r, out
+    return export_stylegan(pkl, os.path.join(TMP, name))
 
 
 def exported(pkl, name):
-    r, out = export(pkl, name)
-    if r.returncode != 0:
-        raise AssertionError(f"export failed ({r.returncode}): {r.stderr}")
-    return torch.jit.load(os.path.join(out, "generator.pt")), out
-
-
-def close(a, b, tol, what):
-    err = (a - b).abs().max().item()
-    if not err <= tol:
-        raise AssertionError(f"{what}: max error {err:.3g} > {tol}")
-    return err
+    return exported_generator(pkl, os.path.join(TMP, name))
 
 
 # ---- the recorded reference pickles ----------------------------------------------------------

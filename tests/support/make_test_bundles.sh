@@ -58,4 +58,18 @@ for kind in nvidia nvidia_cond; do
     --out "$out/$kind"
   "${export[@]}" --random-identity 8 --seed 4 --out "$out/$kind"
 done
+# sg3t / sg3r: StyleGAN3 (T and R) from NVIDIA's pickles — the reference pickles when present,
+# else pickles laid out the same way by tests/python/sg3_pickle.py — with the same tiny CLIP and
+# identity model, so every engine runs on a StyleGAN3 bundle from this repository alone.
+for cfg in t r; do
+  pkl="$fixtures/stylegan-nvidia/sg3${cfg}_tiny32.pkl"
+  if [ ! -f "$pkl" ]; then
+    pkl="$out/sg3$cfg.pkl"
+    "$py" "$src/tests/python/sg3_pickle.py" --config "$cfg" --resolution 32 --seed 11 --out "$pkl"
+  fi
+  "${export[@]}" --stylegan "$pkl" --out "$out/sg3$cfg"
+  "${export[@]}" --random-clip tiny --seed 2 --vocab "$vocab_demo" --vocab-merges "$merges_demo" \
+    --out "$out/sg3$cfg"
+  "${export[@]}" --random-identity 8 --seed 4 --out "$out/sg3$cfg"
+done
 echo "test bundles ready in $out"

@@ -163,6 +163,14 @@ RunResult styleclip(std::vector<std::string> args) {
   args.insert(args.begin(), STYLECLIP_BINARY);
   return run_program(args);
 }
+
+void run_ok(std::vector<std::string> args, const fs::path& out,
+            const std::vector<std::string>& files) {
+  args.insert(args.end(), {"--out", out.string()});
+  const auto r = styleclip(args);
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const auto& f : files) EXPECT_TRUE(fs::exists(out / f)) << out / f << "\n" << r.err;
+}
 #endif
 
 std::set<std::string> files_with(const fs::path& dir, const std::string& suffix) {

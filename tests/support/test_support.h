@@ -89,6 +89,10 @@ std::filesystem::path bundle_with_replaced(const std::filesystem::path& bundle,
 #ifdef STYLECLIP_BINARY
 /// Runs the `styleclip` binary under test with `args` (end-to-end tests).
 RunResult styleclip(std::vector<std::string> args);
+/// Runs the tool with `args` and `--out out`, expecting exit 0 and each of `files` (relative to
+/// `out`) to exist afterwards.
+void run_ok(std::vector<std::string> args, const std::filesystem::path& out,
+            const std::vector<std::string>& files);
 #endif
 
 std::string read_text(const std::filesystem::path& path);
