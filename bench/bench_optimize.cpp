@@ -5,15 +5,18 @@
 //                  [--device auto|cpu|cuda[:N]] [--precision auto|fp32|tf32|bf16|fp16]
 //                  [--cuda-graph]
 //   bench_optimize --models DIR [--batch B] [--dump-text FILE] [--dump-start FILE]
+//   bench_optimize --models DIR --render N [--batch B] [--threads T] [--json]
 //
 // The timed run: B start latents from seeds 0..B-1 (mapping, truncation 0.7, broadcast to W+),
 // the text "a smiling face", W warm-up steps in a separate optimize call (not timed), then N
 // timed steps (l2_lambda 0.008, id_lambda 0, W+, raw CLIP input). The time is the engine's own
 // loop time (OptimizeResult::seconds), without its setup and final metrics. The dump modes write
 // the text embedding / the start latents with save_tensor_pt, so that the Python side optimises
-// identical inputs, and do nothing else.
+// identical inputs, and do nothing else. --render N times N renders of the start latents
+// (W+ → image, no gradient) after one untimed render, instead of optimising.
 #include <sys/resource.h>
 
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <stdexcept>
@@ -50,6 +53,7 @@ struct Args {
   std::string precision = "fp32";
   std::string dump_text;
   std::string dump_start;
+  int render = 0;
 };
 
 const char* kUsage =
@@ -103,6 +107,8 @@ Args parse_args(int argc, char** argv) {
       a.device = v;
     } else if (opt == "--precision") {
       a.precision = v;
+    } else if (opt == "--render") {
+      a.render = std::stoi(v);
     } else if (opt == "--dump-text") {
       a.dump_text = v;
     } else if (opt == "--dump-start") {
@@ -129,6 +135,31 @@ torch::Tensor start_latents(const styleclip::Generator& gen, int batch) {
   return gen.broadcast(w).contiguous();
 }
 
+/// --render N: the generator alone, as `styleclip generate` runs it.
+int time_renders(const Args& a, const styleclip::Generator& gen, const torch::Tensor& ws) {
+  torch::NoGradGuard no_grad;
+  (void)gen.synthesis(ws);
+  styleclip::synchronize_device(gen.device());
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < a.render; ++i) (void)gen.synthesis(ws);
+  styleclip::synchronize_device(gen.device());
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const nlohmann::json out = {{"impl", "cpp"},
+                              {"mode", "render"},
+                              {"device", gen.device().str()},
+                              {"ms_per_render", 1000.0 * secs / a.render},
+                              {"peak_rss_mb", peak_rss_mb()},
+                              {"batch", a.batch},
+                              {"renders", a.render},
+                              {"threads", at::get_num_threads()},
+                              {"resolution", gen.info().resolution}};
+  std::cout << (a.json
+                    ? out.dump()
+                    : "cpp: " + std::to_string(out["ms_per_render"].get<double>()) + " ms/render")
+            << "\n";
+  return 0;
+}
+
 int run(const Args& a) {
   styleclip::configure_runtime(a.threads);
   const auto bundle = styleclip::Bundle::open(a.models, styleclip::Bundle::Verify::kNone);
@@ -148,6 +179,8 @@ int run(const Args& a) {
     if (!a.dump_start.empty()) styleclip::save_tensor_pt(a.dump_start, ws0.cpu());
     return 0;
   }
+
+  if (a.render > 0) return time_renders(a, gen, ws0);
 
   styleclip::OptimizeOptions o;
   o.l2_lambda = 0.008;

@@ -161,6 +161,8 @@ def main():
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--precision", choices=["fp32", "tf32", "bf16", "fp16"], default="fp32")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--render", type=int, default=0, metavar="N",
+                   help="instead of optimising, time N renders of the start latents (after one untimed)")
     p.add_argument("--profile", metavar="FILE",
                    help="also profile --steps more steps (torch.profiler) and write where the time goes to FILE")
     args = p.parse_args()
@@ -192,6 +194,21 @@ def main():
     resize = Resize(resolution, clip_res, args.resize)
     resize.r = resize.r.to(device)
 
+    if args.render > 0:
+        with torch.no_grad():
+            G.synthesis(w0, False)
+            sync(device)
+            t0 = time.perf_counter()
+            for _ in range(args.render):
+                G.synthesis(w0, False)
+            sync(device)
+            secs = time.perf_counter() - t0
+        out = {"impl": "python", "mode": "render", "device": str(device),
+               "ms_per_render": 1000.0 * secs / args.render, "peak_rss_mb": peak_rss_mb(),
+               "batch": int(w0.shape[0]), "renders": args.render, "threads": torch.get_num_threads(),
+               "resolution": resolution}
+        print(json.dumps(out) if args.json else f"python: {out['ms_per_render']:.1f} ms/render")
+        return
     if args.warmup > 0:
         optimize(G, clip, resize, w0, text, args.warmup, args.precision)
     rss_before = peak_rss_mb()

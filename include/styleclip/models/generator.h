@@ -1,11 +1,13 @@
-// styleclip/models/generator.h — the bundle's StyleGAN2 generator (TorchScript) behind a C++ API.
+// styleclip/models/generator.h — the bundle's generator (TorchScript) behind a C++ API.
 //
-// Wraps `generator.pt` as written by scripts/export_bundle.py (rosinality's architecture,
-// docs/algorithms.md §8): mapping z → w (with a class label for a conditional generator: the
-// module's `mapping_conditional`), truncation toward w_avg, W → W+ broadcast, W+ → style space S
-// (StyleSpace order, docs/algorithms.md §3.1), and synthesis from W+ or S. Construction checks the
-// module's methods and runs mapping and styles once on the device to check every shape against the
-// manifest. Every method is const and safe to call from one thread at a time; the module is frozen
+// Wraps `generator.pt` as written by scripts/export_bundle.py (StyleGAN2 in rosinality's
+// architecture, docs/algorithms.md §8, or StyleGAN3, docs/stylegan3.md; both export the same
+// methods, and GeneratorInfo says how their W+ rows and style layers are laid out): mapping z → w
+// (with a class label for a conditional generator: the module's `mapping_conditional`), truncation
+// toward w_avg, W → W+ broadcast, W+ → style space S (StyleSpace order, docs/algorithms.md §3.1),
+// and synthesis from W+ or S. Construction checks the module's methods and runs mapping and styles
+// once on the device to check every shape against the manifest. Every method but
+// set_input_transform is const and safe to call from one thread at a time; the module is frozen
 // (no parameter requires grad), but inputs that require grad get gradients through it.
 #pragma once
 
