@@ -9,7 +9,9 @@
 # Environment: PYTHON (/usr/bin/python3), THREADS (2), CONFIGS ("t r"), RESOLUTION (1024),
 # RENDERS (2 timed renders after one untimed), STEPS ("2 1": timed steps and warm-up steps of the
 # optimisation; "0 0" times renders only: an optimisation step at 1024 px needs more than 24 GB
-# of memory on the CPU), QUIET_WAIT (20), RETRIES (1), RAW (a file to keep the JSON lines in). The CLIP
+# of memory on the CPU), QUIET_WAIT (20), RETRIES (1), RAW (a file to keep the JSON lines in),
+# PY_ALLOCATOR (path/to/libstyleclip_python_allocator.so: the Python side runs with styleclip's CPU
+# allocator, through bench/with_styleclip_allocator.py, as in run_optimize_bench.sh). The CLIP
 # model is a random ViT-B/32-size one on the demonstration bundle's vocabulary. It builds
 # nothing: build bench_optimize first (see bench/README.md).
 set -euo pipefail
@@ -25,9 +27,16 @@ read -r STEPS WARMUP <<<"${STEPS:-2 1}"
 QUIET_WAIT="${QUIET_WAIT:-20}"
 RETRIES="${RETRIES:-1}"
 REF="$ROOT/bench/optimize_reference.py"
+PY_ALLOCATOR="${PY_ALLOCATOR:-}"
+PYREF=("$PY" "$REF") PY_ALLOCATOR_LABEL="LibTorch's"
+if [[ -n "$PY_ALLOCATOR" ]]; then
+  PYREF=("$PY" "$ROOT/bench/with_styleclip_allocator.py" "$PY_ALLOCATOR" "$REF")
+  PY_ALLOCATOR_LABEL="styleclip's (bench/with_styleclip_allocator.py)"
+fi
 VOCAB="$ROOT/models/demo/vocab.txt.gz"
 
 die() { echo "run_stylegan3_bench: error: $*" >&2; exit 2; }
+[[ -z "$PY_ALLOCATOR" || -f "$PY_ALLOCATOR" ]] || die "PY_ALLOCATOR '$PY_ALLOCATOR' not found: build styleclip_python_allocator (bench/README.md)"
 [[ -x "$BENCH" ]] || die "'$BENCH' is not an executable: build it first (see bench/README.md) or pass its path"
 "$PY" -c 'import torch' 2>/dev/null || die "'$PY' cannot import torch: set PYTHON to a Python with PyTorch"
 MERGES="$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['clip']['vocab_merges'])" "$ROOT/models/demo/manifest.json")"
@@ -62,7 +71,7 @@ for cfg in $CONFIGS; do
   echo "== render: C++" >&2
   c="$(run_one "$BENCH" --models "$dir" --render "$RENDERS" --threads "$THREADS" --json)"; echo "$c" >&2
   echo "== render: Python" >&2
-  p="$(run_one "$PY" "$REF" --models "$dir" "${py_in[@]}" --render "$RENDERS" --threads "$THREADS" --json)"; echo "$p" >&2
+  p="$(run_one "${PYREF[@]}" --models "$dir" "${py_in[@]}" --render "$RENDERS" --threads "$THREADS" --json)"; echo "$p" >&2
   cr="$(field "$c" ms_per_render)" pr="$(field "$p" ms_per_render)"
   ROWS+=("| StyleGAN3-${cfg^^} $RESOLUTION px | render (batch 1) | $(fmt "$cr") | $(fmt "$pr") | $("$PY" -c "print(f'{$cr / $pr:.2f}')") | $(fmt "$(field "$c" peak_rss_mb)" 0) | $(fmt "$(field "$p" peak_rss_mb)" 0) |")
   if ((STEPS == 0)); then rm -rf "$dir"; continue; fi
@@ -70,7 +79,7 @@ for cfg in $CONFIGS; do
   echo "== optimisation step: C++" >&2
   c="$(run_one "$BENCH" "${common[@]}" --batch 1)"; echo "$c" >&2
   echo "== optimisation step: Python" >&2
-  p="$(run_one "$PY" "$REF" "${common[@]}" "${py_in[@]}")"; echo "$p" >&2
+  p="$(run_one "${PYREF[@]}" "${common[@]}" "${py_in[@]}")"; echo "$p" >&2
   cs="$(field "$c" ms_per_step)" ps="$(field "$p" ms_per_step)"
   ROWS+=("| StyleGAN3-${cfg^^} $RESOLUTION px + ViT-B/32-size CLIP | optimisation step (batch 1) | $(fmt "$cs") | $(fmt "$ps") | $("$PY" -c "print(f'{$cs / $ps:.2f}')") | $(fmt "$(field "$c" peak_rss_mb)" 0) | $(fmt "$(field "$p" peak_rss_mb)" 0) |")
   echo "   (export of the $cfg pickle: $export_s s)" >&2
@@ -81,7 +90,7 @@ echo "| generator | what | C++ ms | Python ms | C++/Python | C++ peak RSS MB | P
 echo "|---|---|---|---|---|---|---|"
 printf '%s\n' "${ROWS[@]}"
 echo
-echo "threads $THREADS; one run per side (C++ first); $RENDERS timed renders after one untimed; $STEPS timed optimisation steps after $WARMUP warm-up; published FFHQ channel sizes at every resolution."
+echo "threads $THREADS; one run per side (C++ first); $RENDERS timed renders after one untimed; $STEPS timed optimisation steps after $WARMUP warm-up; published FFHQ channel sizes at every resolution; C++ CPU allocator: styleclip's (src/cpu_allocator.cpp); Python's: $PY_ALLOCATOR_LABEL."
 CONTENDED="$(grep -c '"contended": true' "$RAWFILE" || true)"
 if ((CONTENDED > 0)); then
   echo "note: $CONTENDED of the runs shared the CPU with other processes even after retries (see \"contended\" in the raw JSON)."

@@ -1,6 +1,7 @@
 // `styleclip global prepare` — style-space statistics and per-channel CLIP directions for
 // `edit --method global`, written into the bundle: parses the options into a GlobalPrepareRun and
-// runs it (workflows/global_prepare.h: chunks, checkpoints, --resume, Ctrl-C).
+// runs it (workflows/global_prepare.h: chunks, checkpoints, --resume, Ctrl-C, --shard); and
+// `styleclip global merge`, which joins the shards of a preparation made on many machines.
 #include <styleclip/workflows/global_prepare.h>
 
 #include <iostream>
@@ -21,17 +22,43 @@ int run_prepare(PrepareCliOptions& o) {
   const auto report = prepare_global(o.run);
   if (o.json) {
     const bool finished = report.exit_code == 0;
-    std::cout << nlohmann::json{{"status", finished ? "done" : "stopped"},
-                                {finished ? "global_stats" : "checkpoint", report.file.string()},
-                                {"channels_done", report.channels_done},
-                                {"channels", report.channels},
-                                {"manifest", report.section}}
-                     .dump(2)
-              << "\n";
+    const bool shard = report.shard_count > 1;
+    nlohmann::json j = {
+        {"status", finished ? "done" : "stopped"},
+        {finished ? (shard ? "shard_file" : "global_stats") : "checkpoint", report.file.string()},
+        {"channels_done", report.channels_done},
+        {"channels", report.channels}};
+    if (shard) {
+      j["shard"] = {{"index", report.shard_index}, {"count", report.shard_count}};
+    } else {
+      j["manifest"] = report.section;
+    }
+    std::cout << j.dump(2) << "\n";
   } else if (report.exit_code == 0) {
     std::cout << report.file.string() << "\n";
   }
   return report.exit_code;
+}
+
+struct MergeCliOptions {
+  std::string models;
+  bool json = false;
+};
+
+int run_merge(const MergeCliOptions& o) {
+  const auto report = merge_global_shards(resolve_models(o.models));
+  if (o.json) {
+    std::cout << nlohmann::json{{"status", "done"},
+                                {"global_stats", report.file.string()},
+                                {"shards", report.shard_count},
+                                {"channels", report.channels},
+                                {"manifest", report.section}}
+                     .dump(2)
+              << "\n";
+  } else {
+    std::cout << report.file.string() << "\n";
+  }
+  return 0;
 }
 
 }  // namespace
@@ -74,7 +101,17 @@ void setup_global(CLI::App& app, Registry& reg) {
       ->check(CLI::NonNegativeNumber);
   add_device_options(*sub, o->run.device, o->run.precision);
   sub->add_flag("--json", o->json, "print the result (file, channels, manifest entry) as JSON");
+  sub->add_option("--shard", o->run.shard,
+                  "K/N: compute the K-th of N slices of the channels (one per machine; join them "
+                  "with `global merge`), or auto (Slurm array / Kubernetes indexed Job)");
   reg.push_back({sub, [o] { return run_prepare(*o); }});
+
+  auto m = std::make_shared<MergeCliOptions>();
+  auto* merge = global->add_subcommand(
+      "merge", "join the shards of `global prepare --shard K/N` into the bundle's global_stats.pt");
+  add_models_option(*merge, m->models);
+  merge->add_flag("--json", m->json, "print the result (file, channels, manifest entry) as JSON");
+  reg.push_back({merge, [m] { return run_merge(*m); }});
 }
 
 }  // namespace styleclip::cli

@@ -54,7 +54,9 @@ void setup_mapper(CLI::App& app, Registry& reg) {
   add_models_option(*sub, o->models);
   sub->add_option("--text", r.text, "the prompt, e.g. \"purple hair\"")->required();
   sub->add_option("--latents", r.latents,
-                  "training latents [N, num_ws, w_dim] (e.g. e4e inversions of faces)");
+                  "training latent files and folders of *.latent.pt (e.g. inversions of faces, "
+                  "or a `latents pack` file)")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   sub->add_option("--sample", r.sample,
                   "or: sample N latents from the generator (truncation --truncation)");
   sub->add_option("--truncation", r.truncation, "truncation psi for --sample")

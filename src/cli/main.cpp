@@ -60,6 +60,7 @@ int main(int argc, char** argv) {
   cli::setup_compare(app, registry);
   cli::setup_align(app, registry);
   cli::setup_invert(app, registry);
+  cli::setup_latents(app, registry);
   cli::require_finite_numbers(app);
 
   try {

@@ -2,6 +2,7 @@
 #include <styleclip/engines/engine.h>
 
 #include <cmath>
+#include <sstream>
 
 #include <torch/torch.h>
 
@@ -38,20 +39,48 @@ bool EngineSettings::has(const std::string& name) const {
   return text_.count(name) > 0 || images_.count(name) > 0;
 }
 
-std::optional<double> EngineSettings::number(const std::string& name) const {
-  const auto it = text_.find(name);
-  if (it == text_.end()) return std::nullopt;
-  const auto& v = it->second;
+double parse_finite(const std::string& option, const std::string& v) {
   double x = 0;
   try {
     size_t used = 0;
     x = std::stod(v, &used);
     if (used != v.size()) throw std::invalid_argument(v);
   } catch (const std::exception&) {
-    throw usage_error(name + ": '" + v + "' is not a number");
+    throw usage_error(option + ": '" + v + "' is not a number");
   }
-  if (!std::isfinite(x)) throw usage_error(name + ": must be a finite number, found '" + v + "'");
+  if (!std::isfinite(x)) throw usage_error(option + ": must be a finite number, found '" + v + "'");
   return x;
+}
+
+std::optional<double> EngineSettings::number(const std::string& name) const {
+  const auto it = text_.find(name);
+  if (it == text_.end()) return std::nullopt;
+  return parse_finite(name, it->second);
+}
+
+std::vector<std::string> EngineSettings::items(const std::string& name) const {
+  std::vector<std::string> out;
+  const auto it = text_.find(name);
+  if (it == text_.end()) return out;
+  std::string item;
+  std::stringstream ss(it->second);
+  while (std::getline(ss, item, ',')) out.push_back(item);
+  if (!it->second.empty() && it->second.back() == ',') out.emplace_back();
+  return out;
+}
+
+EditResult Engine::edit_styles(const std::vector<torch::Tensor>& styles, const EngineHooks& hooks) {
+  (void)styles;
+  (void)hooks;
+  throw usage_error(
+      "this engine edits W+ latents: a style-space input (.styles.pt) is edited by --method "
+      "global or --method optimize --space S");
+}
+
+json Engine::prepare_combined(const std::vector<std::string>& prompts, const EngineHooks& hooks) {
+  (void)prompts;
+  (void)hooks;
+  throw usage_error("this engine edits toward one prompt at a time: leave out --combine");
 }
 
 double EngineSettings::number(const std::string& name, double fallback) const {

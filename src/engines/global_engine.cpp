@@ -33,9 +33,9 @@ bool image_pair(const EngineSettings& s) {
   return s.has("--target-image") || s.has("--neutral-image");
 }
 
-/// β from --threshold: a number in [0, 1], or nullopt for "auto".
-std::optional<double> parse_threshold(const EngineSettings& s) {
-  const auto t = s.text("--threshold", "0.15");
+/// β from one --threshold value `t` (all of it: `spec`): a number in [0, 1], or nullopt for
+/// "auto".
+std::optional<double> parse_beta(const std::string& t, const std::string& spec) {
   if (t == "auto") return std::nullopt;
   double beta = 0;
   try {
@@ -43,13 +43,34 @@ std::optional<double> parse_threshold(const EngineSettings& s) {
     beta = std::stod(t, &used);
     if (used != t.size()) throw std::invalid_argument(t);
   } catch (const std::exception&) {
-    throw usage_error("invalid --threshold '" + t + "': expected a number in [0, 1] or auto");
+    throw usage_error(
+        "invalid --threshold '" + spec + "': expected a number in [0, 1] or auto" +
+        (spec.find(',') != std::string::npos ? " (one per --text with --combine)" : ""));
   }
   if (!(beta >= 0.0 && beta <= 1.0)) {
-    throw usage_error("invalid --threshold '" + t +
+    throw usage_error("invalid --threshold '" + spec +
                       "': must be in [0, 1] (relevances are cosines)");
   }
   return beta;
+}
+
+std::optional<double> parse_threshold(const EngineSettings& s) {
+  const auto t = s.text("--threshold", "0.15");
+  return parse_beta(t, t);
+}
+
+/// A combined edit's per-prompt values of `option`: one for all, or one per prompt.
+std::vector<std::string> per_prompt(const EngineSettings& s, const std::string& option,
+                                    size_t prompts, const std::string& fallback) {
+  auto v = s.items(option);
+  if (v.empty()) v.push_back(fallback);
+  if (v.size() == 1) v.assign(prompts, v.front());
+  if (v.size() != prompts) {
+    throw usage_error("invalid " + option + " '" + s.text(option, "") +
+                      "': give one value for all " + std::to_string(prompts) +
+                      " --text, or one for each");
+  }
+  return v;
 }
 
 void check_settings(const EngineSettings& s) {
@@ -65,6 +86,25 @@ void check_settings(const EngineSettings& s) {
   if (!image_pair(s) && s.text("--neutral", "").find_first_not_of(" \t\r\n") == std::string::npos) {
     throw usage_error(
         "--method global needs --neutral TEXT (what the image shows now, e.g. \"face\")");
+  }
+  if (s.flag("--combine")) {
+    if (image_pair(s)) {
+      throw usage_error(
+          "--combine joins the directions of several --text: leave out --target-image and "
+          "--neutral-image");
+    }
+    if (s.has("--strength-sweep") || s.has("--threshold-sweep")) {
+      throw usage_error(
+          "--strength-sweep and --threshold-sweep vary one direction: leave out --combine");
+    }
+    const auto spec = s.text("--threshold", "0.15");
+    for (const auto& t : s.items("--threshold")) parse_beta(t, spec);
+    for (const auto& a : s.items("--strength")) parse_finite("--strength", a);
+    return;
+  }
+  if (s.text("--strength", "").find(',') != std::string::npos) {
+    throw usage_error("invalid --strength '" + s.text("--strength", "") +
+                      "': one value per --text needs --combine");
   }
   parse_threshold(s);
   (void)s.number("--strength");
@@ -82,8 +122,10 @@ class GlobalEngine final : public Engine {
     check_settings(s);
     stats_ = GlobalStats::load(m.bundle->file("global_stats"), m.generator->info());
     stats_.directions = stats_.directions.to(m.device);
-    beta_ = parse_threshold(s);
-    strength_ = s.number("--strength", kDefaultStrength);
+    if (!s.flag("--combine")) {
+      beta_ = parse_threshold(s);
+      strength_ = s.number("--strength", kDefaultStrength);
+    }
     strengths_ = parse_sweep(s.text("--strength-sweep", ""), "--strength-sweep");
     thresholds_ = parse_sweep(s.text("--threshold-sweep", ""), "--threshold-sweep");
     clip_input_ = parse_clip_input(s.text("--clip-input", "raw"));
@@ -101,23 +143,7 @@ class GlobalEngine final : public Engine {
                : text_direction(*m_.clip, prompt, neutral, templates);
     const double b = beta_ ? *beta_ : auto_threshold(stats_, info, dt_);
     edit_ = global_delta(stats_, info, dt_, b);
-    if (hooks.log) {
-      hooks.log(LogLevel::kInfo,
-                "global direction '" + prompt + "': " + std::to_string(edit_.channels) + " of " +
-                    std::to_string(stats_.directions.size(0)) + " channels pass threshold " +
-                    fixed3(b) + " (max relevance " + fixed3(edit_.max_relevance) + ")");
-      if (edit_.channels == 0) {
-        hooks.log(LogLevel::kError,
-                  "no channel passes --threshold " + fixed3(b) +
-                      ": the images are returned unchanged (lower the threshold; the largest "
-                      "relevance is " +
-                      fixed3(edit_.max_relevance) + ")");
-      } else if (edit_.channels < 10) {
-        hooks.log(LogLevel::kWarning, "only " + std::to_string(edit_.channels) +
-                                          " channels pass the threshold: the edit will be weak "
-                                          "(lower --threshold)");
-      }
-    }
+    log_direction(hooks, prompt, edit_, b);
     json options{{"neutral", neutral},
                  {"strength", strength_},
                  {"threshold", b},
@@ -132,13 +158,63 @@ class GlobalEngine final : public Engine {
     return options;
   }
 
-  EditResult edit(const torch::Tensor& ws, const EngineHooks&) override {
+  /// One edit along every prompt's direction: Δs = Σ α_i·Δs_i, each Δs_i with its own β_i (the
+  /// sum of the single edits' moves in S).
+  json prepare_combined(const std::vector<std::string>& prompts,
+                        const EngineHooks& hooks) override {
+    torch::NoGradGuard no_grad;
+    const auto& info = m_.generator->info();
+    const auto strengths = per_prompt(s_, "--strength", prompts.size(), "4.1");
+    const auto thresholds = per_prompt(s_, "--threshold", prompts.size(), "0.15");
+    const auto neutral = s_.text("--neutral", "");
+    const bool templates = !s_.flag("--no-templates");
+    GlobalEdit sum;
+    json parts = json::array();
+    std::string joined;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      const double a = parse_finite("--strength", strengths[i]);
+      const auto dt = text_direction(*m_.clip, prompts[i], neutral, templates);
+      const auto beta = parse_beta(thresholds[i], thresholds[i]);
+      const double b = beta ? *beta : auto_threshold(stats_, info, dt);
+      const auto e = global_delta(stats_, info, dt, b);
+      if (sum.delta.empty()) {
+        for (const auto& d : e.delta) sum.delta.push_back(torch::zeros_like(d));
+      }
+      for (size_t l = 0; l < e.delta.size(); ++l) sum.delta[l] += a * e.delta[l];
+      sum.max_relevance = std::max(sum.max_relevance, e.max_relevance);
+      log_direction(hooks, prompts[i], e, b);
+      parts.push_back({{"prompt", prompts[i]},
+                       {"strength", a},
+                       {"threshold", b},
+                       {"threshold_requested", thresholds[i]},
+                       {"channels", e.channels},
+                       {"max_relevance", e.max_relevance}});
+      joined += (i == 0 ? "" : " and ") + prompts[i];
+    }
+    for (const auto& d : sum.delta) sum.channels += d.ne(0).sum().item<int64_t>();
+    edit_ = sum;
+    strength_ = 1.0;  // the strengths are in the sum
+    // CLIP similarity is measured against all the prompts in one sentence.
+    text_ = m_.clip->encode_text({joined});
+    return {{"neutral", neutral},
+            {"combine", parts},
+            {"templates", templates},
+            {"channels", edit_.channels},
+            {"max_relevance", edit_.max_relevance}};
+  }
+
+  EditResult edit(const torch::Tensor& ws, const EngineHooks& hooks) override {
+    torch::NoGradGuard no_grad;
+    const PrecisionScope scope(m_.precision, m_.device);
+    return edit_styles(m_.generator->styles(ws), hooks);
+  }
+
+  EditResult edit_styles(const std::vector<torch::Tensor>& s, const EngineHooks&) override {
     const auto t0 = std::chrono::steady_clock::now();
     torch::NoGradGuard no_grad;
     const PrecisionScope scope(m_.precision, m_.device);
     const auto& gen = *m_.generator;
     EditResult r;
-    const auto s = gen.styles(ws);
     r.before = gen.synthesis_from_styles(s);
     r.styles = apply_delta(s, edit_, strength_);
     r.after = edit_.channels > 0 ? gen.synthesis_from_styles(r.styles) : r.before;
@@ -147,7 +223,7 @@ class GlobalEngine final : public Engine {
     for (auto& row : r.metrics) row["channels"] = edit_.channels;
     r.errors.assign(r.metrics.size(),
                     edit_.channels > 0 ? "" : "no channel passed the threshold: image unchanged");
-    r.timing = {{"batch_seconds", seconds_since(t0)}, {"batch_size", ws.size(0)}};
+    r.timing = {{"batch_seconds", seconds_since(t0)}, {"batch_size", s.front().size(0)}};
     return r;
   }
 
@@ -176,6 +252,26 @@ class GlobalEngine final : public Engine {
   }
 
  private:
+  /// How many channels a direction moves, on the log; a warning when few or none do.
+  void log_direction(const EngineHooks& hooks, const std::string& prompt, const GlobalEdit& e,
+                     double b) const {
+    if (!hooks.log) return;
+    hooks.log(LogLevel::kInfo, "global direction '" + prompt + "': " + std::to_string(e.channels) +
+                                   " of " + std::to_string(stats_.directions.size(0)) +
+                                   " channels pass threshold " + fixed3(b) + " (max relevance " +
+                                   fixed3(e.max_relevance) + ")");
+    if (e.channels == 0) {
+      hooks.log(LogLevel::kError, "no channel passes --threshold " + fixed3(b) +
+                                      ": the images are returned unchanged (lower the threshold; "
+                                      "the largest relevance is " +
+                                      fixed3(e.max_relevance) + ")");
+    } else if (e.channels < 10) {
+      hooks.log(LogLevel::kWarning, "only " + std::to_string(e.channels) +
+                                        " channels pass the threshold: the edit will be weak "
+                                        "(lower --threshold)");
+    }
+  }
+
   EngineModels m_;
   EngineSettings s_;
   GlobalStats stats_;
@@ -202,11 +298,21 @@ EngineInfo global_engine() {
        {}},
       {"--strength",
        K::kNumber,
-       "global: alpha, how far along the direction (default 4.1; negative reverses)",
+       "global: alpha, how far along the direction (default 4.1; negative reverses; with "
+       "--combine one per --text, e.g. 3,2)",
        "",
        {}},
       clip_input_option(),
-      {"--threshold", K::kText, "beta in [0, 1]: minimum channel relevance, or auto", "0.15", {}},
+      {"--threshold",
+       K::kText,
+       "beta in [0, 1]: minimum channel relevance, or auto (with --combine one per --text)",
+       "0.15",
+       {}},
+      {"--combine",
+       K::kFlag,
+       "with several --text: one output moved along every direction at once",
+       "",
+       {}},
       {"--no-templates",
        K::kFlag,
        "use the raw sentences instead of the 79 prompt templates",
@@ -230,6 +336,12 @@ EngineInfo global_engine() {
        {}},
   };
   e.needs_prompt = [](const EngineSettings& s) { return !image_pair(s); };
+  e.combines_prompts = [](const EngineSettings& s) { return s.flag("--combine"); };
+  e.styles_refused = [](const EngineSettings&) { return std::string(); };
+  e.check_combined = [](const EngineSettings& s, size_t prompts) {
+    (void)per_prompt(s, "--strength", prompts, "4.1");
+    (void)per_prompt(s, "--threshold", prompts, "0.15");
+  };
   e.one_prompt_only = [](const EngineSettings& s) {
     return image_pair(s) ? std::string(
                                "--target-image/--neutral-image give one direction: give "

@@ -115,15 +115,17 @@ void restore_rows(torch::Tensor& t, const torch::Tensor& src, const torch::Tenso
 /// against the same tensors.
 class OptimizeRun {
  public:
+  /// From W+ `ws0`, or (S space only) from the style codes `s_start` when `ws0` is undefined.
   OptimizeRun(const Generator& gen, const IdentityModel* identity, const torch::Tensor& ws0,
-              const torch::Tensor& text, const Clip& clip, const OptimizeOptions& o,
-              const OptimizeCallbacks& callbacks)
+              const std::vector<torch::Tensor>& s_start, const torch::Tensor& text,
+              const Clip& clip, const OptimizeOptions& o, const OptimizeCallbacks& callbacks)
       : gen_(gen),
         o_(o),
         cb_(callbacks),
         dev_(gen.device()),
-        w0_(ws0.to(dev_).detach().contiguous()),
-        n_(w0_.size(0)),
+        w0_(ws0.defined() ? ws0.to(dev_).detach().contiguous() : ws0),
+        n_(ws0.defined() ? ws0.size(0) : s_start.front().size(0)),
+        s_start_(s_start),
         text_(text.to(dev_).detach()),
         clip_loss_(clip, gen.info().resolution, o.clip_input),
         w_space_(o.space == LatentSpace::kWPlus),
@@ -163,6 +165,7 @@ class OptimizeRun {
   torch::Device dev_;
   torch::Tensor w0_;
   int64_t n_;
+  const std::vector<torch::Tensor>& s_start_;
   torch::Tensor text_;
   ClipLoss clip_loss_;
   bool w_space_;
@@ -191,7 +194,11 @@ class OptimizeRun {
 std::vector<torch::Tensor> OptimizeRun::start(const IdentityModel* identity) {
   {
     torch::NoGradGuard no_grad;
-    s0_ = gen_.styles(w0_);
+    if (w0_.defined()) {
+      s0_ = gen_.styles(w0_);
+    } else {
+      for (const auto& t : s_start_) s0_.push_back(t.to(dev_).detach().contiguous());
+    }
     res_.images_before = gen_.synthesis_from_styles(s0_);
   }
   if (identity != nullptr) id_loss_.emplace(*identity, res_.images_before);
@@ -410,7 +417,22 @@ OptimizeResult optimize(const Generator& gen, const Clip& clip, const IdentityMo
   check_cuda_graph(o, gen.device());
   // Every forward pass below, the final metrics included, at the chosen precision.
   const PrecisionScope precision(o.precision, gen.device());
-  OptimizeRun run(gen, identity, ws0, text, clip, o, callbacks);
+  OptimizeRun run(gen, identity, ws0, {}, text, clip, o, callbacks);
+  return run.run();
+}
+
+OptimizeResult optimize_styles(const Generator& gen, const Clip& clip,
+                               const IdentityModel* identity, const std::vector<torch::Tensor>& s0,
+                               const torch::Tensor& text, const OptimizeOptions& o,
+                               const OptimizeCallbacks& callbacks) {
+  validate(o, identity != nullptr);
+  if (o.space != LatentSpace::kS) {
+    throw usage_error("a style-space start (.styles.pt) is optimised in S: use --space S");
+  }
+  gen.check_styles(s0, "start styles");
+  check_cuda_graph(o, gen.device());
+  const PrecisionScope precision(o.precision, gen.device());
+  OptimizeRun run(gen, identity, torch::Tensor(), s0, text, clip, o, callbacks);
   return run.run();
 }
 

@@ -73,12 +73,27 @@ class OptimizeEngine final : public Engine {
   }
 
   EditResult edit(const torch::Tensor& ws, const EngineHooks& hooks) override {
+    return run(ws, {}, hooks);
+  }
+
+  EditResult edit_styles(const std::vector<torch::Tensor>& styles,
+                         const EngineHooks& hooks) override {
+    return run(torch::Tensor(), styles, hooks);
+  }
+
+ private:
+  /// From W+ `ws`, or from style codes when `ws` is undefined.
+  EditResult run(const torch::Tensor& ws, const std::vector<torch::Tensor>& styles,
+                 const EngineHooks& hooks) {
     const auto t0 = std::chrono::steady_clock::now();
     OptimizeCallbacks cb;
     cb.progress = hooks.progress;
     cb.should_stop = hooks.should_stop;
     if (options_.frame_every > 0) cb.frame = hooks.frame;
-    const auto res = optimize(*m_.generator, *m_.clip, m_.identity, ws, text_, options_, cb);
+    const auto res =
+        ws.defined()
+            ? optimize(*m_.generator, *m_.clip, m_.identity, ws, text_, options_, cb)
+            : optimize_styles(*m_.generator, *m_.clip, m_.identity, styles, text_, options_, cb);
     EditResult r;
     if (res.stopped) {
       r.stopped = true;
@@ -105,11 +120,10 @@ class OptimizeEngine final : public Engine {
     }
     r.timing = {{"steps_per_second", res.steps_per_second},
                 {"batch_seconds", seconds_since(t0)},
-                {"batch_size", ws.size(0)}};
+                {"batch_size", res.images_before.size(0)}};
     return r;
   }
 
- private:
   EngineModels m_;
   OptimizeOptions options_;
   bool id_lambda_given_;
@@ -152,6 +166,12 @@ EngineInfo optimize_engine() {
        {}},
   };
   e.takes_inputs = [](const EngineSettings& s) { return s.text("--mode", "edit") != "free"; };
+  e.styles_refused = [](const EngineSettings& s) {
+    const auto space = s.text("--space", "W+");
+    return space == "S" || space == "s"
+               ? std::string()
+               : std::string("a style-space input (.styles.pt) is optimised in S: add --space S");
+  };
   e.check = [](const EngineSettings& s, const Bundle& bundle, const torch::Device& device) {
     check_cuda_graph(parse_options(s, bundle.has("identity")), device);
   };

@@ -375,6 +375,40 @@ std::vector<torch::Tensor> read_tensor_list_pt(const fs::path& path) {
   }
 }
 
+bool is_styles_path(const fs::path& path) {
+  const auto name = path.filename().string();
+  const std::string suffix = ".styles.pt";
+  return name.size() > suffix.size() &&
+         name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::vector<torch::Tensor> load_styles(const fs::path& path, const std::vector<int>& style_dims) {
+  const auto list = read_tensor_list_pt(path);
+  const auto bad = [&](const std::string& why) {
+    return input_error("style codes '" + path.string() + "' " + why + ": expected " +
+                       std::to_string(style_dims.size()) +
+                       " tensors [N, C] (one per style layer, as `generate --save-styles` and "
+                       "edits in S write them) for this generator");
+  };
+  if (list.size() != style_dims.size()) {
+    throw bad("hold " + std::to_string(list.size()) + " tensors");
+  }
+  std::vector<torch::Tensor> out;
+  for (size_t l = 0; l < list.size(); ++l) {
+    auto t = list[l].to(torch::kFloat32);
+    if (t.dim() == 1) t = t.unsqueeze(0);
+    if (t.dim() != 2 || t.size(1) != style_dims[l] || t.size(0) < 1 ||
+        t.size(0) != (out.empty() ? t.size(0) : out.front().size(0))) {
+      throw bad("have layer " + std::to_string(l) + " of shape " + shape_str(list[l].sizes()));
+    }
+    if (!torch::isfinite(t).all().item<bool>()) {
+      throw bad("have non-finite values in layer " + std::to_string(l));
+    }
+    out.push_back(t.contiguous());
+  }
+  return out;
+}
+
 void save_tensor_pt(const fs::path& path, const torch::Tensor& t) {
   const auto bytes = tensor_to_pt_bytes(t);
   write_file_atomic(path, std::string_view(bytes.data(), bytes.size()));

@@ -153,6 +153,19 @@ void Generator::check_wplus(const torch::Tensor& ws, const std::string& what) co
   }
 }
 
+void Generator::check_styles(const std::vector<torch::Tensor>& s, const std::string& what) const {
+  bool ok = s.size() == info_.style_dims.size() && !s.empty();
+  for (size_t l = 0; ok && l < s.size(); ++l) {
+    ok = s[l].dim() == 2 && s[l].size(0) >= 1 && s[l].size(0) == s.front().size(0) &&
+         s[l].size(1) == info_.style_dims[l];
+  }
+  if (!ok) {
+    throw input_error(what + " do not match this generator's " +
+                      std::to_string(info_.style_dims.size()) +
+                      " style layers ([N, C] each, C as in the manifest's style_dims)");
+  }
+}
+
 std::vector<torch::Tensor> Generator::styles(const torch::Tensor& ws) const {
   check_wplus(ws, "W+ latent");
   auto out = impl_->module.get_method("styles")({ws.to(device_)}).toTensorVector();

@@ -56,6 +56,13 @@ std::vector<std::string> gather_prompts(const EditRun& run, const EngineInfo& en
     const auto why = engine.one_prompt_only(run.settings);
     if (!why.empty()) throw usage_error(why);
   }
+  if (engine.combines_prompts(run.settings)) {
+    if (prompts.size() < 2) {
+      throw usage_error(
+          "--combine joins several edits: give two or more --text (or --prompts FILE)");
+    }
+    if (engine.check_combined) engine.check_combined(run.settings, prompts.size());
+  }
   if (prompts.empty()) prompts.emplace_back();
   return prompts;
 }
@@ -110,9 +117,13 @@ class EditRunner {
     check_and_load();
     // From here on Ctrl-C finishes or abandons the current batch instead of killing the process.
     batch_->start();
-    for (const auto& prompt : prompts_) {
-      if (batch_->stop_requested()) break;
-      run_prompt(prompt);
+    if (engine_.combines_prompts(run_.settings)) {
+      run_prompt(prompts_);  // one output toward all of them
+    } else {
+      for (const auto& prompt : prompts_) {
+        if (batch_->stop_requested()) break;
+        run_prompt({prompt});
+      }
     }
     EditReport report = batch_->finish(items_.size());
     if (!run_.golden.empty() && report.exit_code != static_cast<int>(ExitCode::kInterrupted)) {
@@ -130,9 +141,9 @@ class EditRunner {
  private:
   void check_and_load();
   void gather_items(const std::vector<uint64_t>& seeds, const std::vector<InputFile>& latents,
-                    const std::vector<InputFile>& photos);
+                    const std::vector<InputFile>& styles, const std::vector<InputFile>& photos);
   void invert_photos(const std::vector<InputFile>& photos);
-  void run_prompt(const std::string& prompt);
+  void run_prompt(const std::vector<std::string>& prompts);
   bool run_batch(const std::vector<const InputItem*>& todo, size_t start, size_t end,
                  const std::string& prompt, const json& options);
   void write_sweeps(const std::vector<const InputItem*>& todo, size_t start,
@@ -204,11 +215,21 @@ void EditRunner::check_and_load() {
   // Inputs: photos by their extension (read, detected and inverted below), latent files by
   // anything else.
   std::vector<InputFile> latents;
+  std::vector<InputFile> styles;
   std::vector<InputFile> photos;
   for (auto& f : expand_inputs(run_.inputs, run_.recursive, run_.globs)) {
-    (is_photo_path(f.path) ? photos : latents).push_back(std::move(f));
+    (is_photo_path(f.path)    ? photos
+     : is_styles_path(f.path) ? styles
+                              : latents)
+        .push_back(std::move(f));
   }
-  gather_items(seeds, latents, photos);
+  if (!styles.empty()) {
+    const auto why = engine_.styles_refused(run_.settings);
+    if (!why.empty()) {
+      throw usage_error("'" + styles.front().path.string() + "' holds style codes: " + why);
+    }
+  }
+  gather_items(seeds, latents, styles, photos);
   invert_photos(photos);
   ensure_output_dir(run_.out);  // every check above has passed: now outputs may appear
   header_ = sidecar_header("edit", run_.models, bundle_->checksums());
@@ -219,13 +240,24 @@ void EditRunner::check_and_load() {
 
 void EditRunner::gather_items(const std::vector<uint64_t>& seeds,
                               const std::vector<InputFile>& latents,
+                              const std::vector<InputFile>& styles,
                               const std::vector<InputFile>& photos) {
   const auto& ginfo = bundle_->generator();
   const auto class_index =
       check_class(run_.class_index, ginfo, run_.models, !seeds.empty(), "--seed");
   const auto files = load_latent_files(latents, ginfo.num_ws, ginfo.w_dim);
-  require_some_readable(files, !seeds.empty() || !photos.empty());
+  require_some_readable(files, !seeds.empty() || !photos.empty() || !styles.empty());
   gen_.emplace(*bundle_, device_);
+  auto style_items = collect_styles(*gen_, styles);
+  if (!style_items.empty() && seeds.empty() && photos.empty() &&
+      std::all_of(files.begin(), files.end(), [](const auto& f) { return !f.error.empty(); }) &&
+      std::all_of(style_items.begin(), style_items.end(),
+                  [](const auto& i) { return !i.error.empty(); })) {
+    throw input_error(style_items.size() + files.size() == 1
+                          ? style_items.front().error
+                          : "none of the inputs could be read; the first style file: " +
+                                style_items.front().error);
+  }
   apply_input_transform(*gen_, transform_);
   clip_.emplace(*bundle_, device_);
   if (bundle_->has("identity")) identity_.emplace(*bundle_, device_);
@@ -234,17 +266,23 @@ void EditRunner::gather_items(const std::vector<uint64_t>& seeds,
   engine_impl_ = engine_.create(models, run_.settings);
   // Inputs: seeds, then every row of every file (sorted), then this process's shard of them.
   if (!engine_.takes_inputs(run_.settings)) {
-    all_items_.push_back(
-        {"free", json{{"start", "w_avg"}}, gen_->broadcast(gen_->w_avg().unsqueeze(0)), {}, {}});
+    all_items_.push_back({"free",
+                          json{{"start", "w_avg"}},
+                          gen_->broadcast(gen_->w_avg().unsqueeze(0)),
+                          {},
+                          {},
+                          {}});
   } else {
     all_items_ = collect_inputs(*gen_, seeds, run_.truncation, class_index, files);
+    for (auto& item : style_items) all_items_.push_back(std::move(item));
   }
   for (const auto& f : photos) {
     InputItem item{f.name,
                    json{{"photo", fs::absolute(f.path).lexically_normal().string()}},
                    {},
                    {},
-                   std::make_shared<PhotoFace>()};
+                   std::make_shared<PhotoFace>(),
+                   {}};
     item.photo->path = f.path;
     all_items_.push_back(std::move(item));
   }
@@ -253,6 +291,7 @@ void EditRunner::gather_items(const std::vector<uint64_t>& seeds,
   items_.assign(all_items_.begin() + static_cast<std::ptrdiff_t>(first),
                 all_items_.begin() + static_cast<std::ptrdiff_t>(last));
   for (const auto& f : files) input_paths_.insert(canonical_path(f.file.path));
+  for (const auto& f : styles) input_paths_.insert(canonical_path(f.path));
   for (const auto& f : photos) input_paths_.insert(canonical_path(f.path));
 }
 
@@ -286,10 +325,13 @@ void EditRunner::invert_photos(const std::vector<InputFile>& photos) {
   }
 }
 
-void EditRunner::run_prompt(const std::string& prompt) {
+void EditRunner::run_prompt(const std::vector<std::string>& prompts) {
   // A prompt-less run edits toward the engine's own prompt (a mapper's); else it is the global
-  // engine's image pair, the one direction given without words.
-  const auto text = prompt.empty() ? engine_impl_->default_prompt() : prompt;
+  // engine's image pair, the one direction given without words. Several prompts are one
+  // combined edit, "A + B".
+  std::string text;
+  for (const auto& p : prompts) text += (text.empty() ? "" : " + ") + p;
+  if (text.empty()) text = engine_impl_->default_prompt();
   tag_ = slug(text.empty() ? std::string("image-pair") : text) + "." + run_.method;
   // What is left to do for this prompt: usable inputs whose sidecar is not there yet.
   std::vector<const InputItem*> todo;
@@ -310,16 +352,23 @@ void EditRunner::run_prompt(const std::string& prompt) {
     if (!batch_->finished(item.name, base + ".json")) todo.push_back(&item);
   }
   if (todo.empty()) return;
-  json options = engine_impl_->prepare(text, hooks());
+  json options = prompts.size() > 1 ? engine_impl_->prepare_combined(prompts, hooks())
+                                    : engine_impl_->prepare(text, hooks());
   options["batch"] = run_.batch;
   options["device"] = device_.str();
   options["precision"] = to_string(precision_);
   if (transform_.any()) options.update(transform_.to_json());
+  // W+ latents and style codes go through the engine in separate batches.
+  std::stable_partition(todo.begin(), todo.end(),
+                        [](const InputItem* item) { return item->styles.empty(); });
   const auto step = static_cast<size_t>(run_.batch);
-  for (size_t start = 0; start < todo.size() && !batch_->stop_requested(); start += step) {
-    if (!run_batch(todo, start, std::min(todo.size(), start + step), text, options)) {
-      batch_->stopped();
+  for (size_t start = 0; start < todo.size() && !batch_->stop_requested();) {
+    size_t end = std::min(todo.size(), start + step);
+    for (size_t i = start + 1; i < end; ++i) {
+      if (todo[i]->styles.empty() != todo[start]->styles.empty()) end = i;
     }
+    if (!run_batch(todo, start, end, text, options)) batch_->stopped();
+    start = end;
   }
 }
 
@@ -327,9 +376,20 @@ void EditRunner::run_prompt(const std::string& prompt) {
 /// abandoned whole: nothing of it is written, and its frames are removed; a rerun redoes it).
 bool EditRunner::run_batch(const std::vector<const InputItem*>& todo, size_t start, size_t end,
                            const std::string& prompt, const json& options) {
+  const bool in_s = !todo[start]->styles.empty();
   std::vector<torch::Tensor> rows;
-  for (size_t i = start; i < end; ++i) rows.push_back(todo[i]->ws);
-  const auto ws = torch::cat(rows, 0);
+  std::vector<torch::Tensor> styles;
+  torch::Tensor ws;
+  if (in_s) {
+    for (size_t l = 0; l < todo[start]->styles.size(); ++l) {
+      rows.clear();
+      for (size_t i = start; i < end; ++i) rows.push_back(todo[i]->styles[l]);
+      styles.push_back(torch::cat(rows, 0));
+    }
+  } else {
+    for (size_t i = start; i < end; ++i) rows.push_back(todo[i]->ws);
+    ws = torch::cat(rows, 0);
+  }
   const auto names = batch_names(todo, start, end);
   frames_.assign(end - start, {});
   auto h = hooks();
@@ -364,8 +424,8 @@ bool EditRunner::run_batch(const std::vector<const InputItem*>& todo, size_t sta
   EditResult r;
   std::vector<json> extra(end - start, json::object());
   try {
-    r = engine_impl_->edit(ws, h);
-    if (!r.stopped) {
+    r = in_s ? engine_impl_->edit_styles(styles, h) : engine_impl_->edit(ws, h);
+    if (!r.stopped && !in_s) {  // sweeps vary the edit of W+ inputs
       json sweeps = json::object();
       write_sweeps(todo, start, ws, sweeps);
       for (size_t i = 0; i < extra.size(); ++i)

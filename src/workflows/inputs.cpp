@@ -44,7 +44,8 @@ void mark_name_clashes(std::vector<InputItem>& items) {
   std::map<std::string, std::string> owner;
   for (auto& item : items) {
     if (!item.error.empty()) continue;
-    const auto source = item.input.value("latent", item.input.value("photo", item.name));
+    const auto source = item.input.value(
+        "latent", item.input.value("styles", item.input.value("photo", item.name)));
     const auto [it, fresh] = owner.emplace(item.name, source);
     if (!fresh && it->second != source) {
       item.error = "output name '" + item.name + "' is already used by '" + it->second +
@@ -66,12 +67,12 @@ std::vector<InputItem> collect_inputs(const Generator& gen, const std::vector<ui
     const auto w = gen.truncate(gen.mapping(gen.seed_z(seed).unsqueeze(0), label), truncation);
     nlohmann::json input{{"seed", seed}, {"truncation", truncation}};
     if (class_index) input["class"] = *class_index;
-    items.push_back({name, std::move(input), gen.broadcast(w), {}, nullptr});
+    items.push_back({name, std::move(input), gen.broadcast(w), {}, nullptr, {}});
   }
   for (const auto& f : files) {
     const auto path = std::filesystem::absolute(f.file.path).lexically_normal().string();
     if (!f.error.empty()) {
-      items.push_back({f.file.name, nlohmann::json{{"latent", path}}, {}, f.error, nullptr});
+      items.push_back({f.file.name, nlohmann::json{{"latent", path}}, {}, f.error, nullptr, {}});
       continue;
     }
     const auto& ws = f.ws;
@@ -82,7 +83,42 @@ std::vector<InputItem> collect_inputs(const Generator& gen, const std::vector<ui
                        nlohmann::json{{"latent", path}, {"index", i}},
                        ws.slice(0, i, i + 1).to(gen.device()),
                        {},
-                       nullptr});
+                       nullptr,
+                       {}});
+    }
+  }
+  return items;
+}
+
+std::vector<InputItem> collect_styles(const Generator& gen, const std::vector<InputFile>& files) {
+  std::vector<InputItem> items;
+  for (const auto& f : files) {
+    const auto path = std::filesystem::absolute(f.path).lexically_normal().string();
+    auto name = f.name;
+    const std::string suffix = ".styles";
+    if (name.size() > suffix.size() &&
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      name.resize(name.size() - suffix.size());
+    }
+    std::vector<torch::Tensor> styles;
+    try {
+      styles = load_styles(f.path, gen.info().style_dims);
+    } catch (const Error& e) {
+      items.push_back({name, nlohmann::json{{"styles", path}}, {}, e.what(), nullptr, {}});
+      continue;
+    }
+    const int64_t rows = styles.front().size(0);
+    for (int64_t i = 0; i < rows; ++i) {
+      char suffix_k[32];
+      std::snprintf(suffix_k, sizeof suffix_k, "_%03lld", static_cast<long long>(i));
+      InputItem item{rows > 1 ? name + suffix_k : name,
+                     nlohmann::json{{"styles", path}, {"index", i}},
+                     {},
+                     {},
+                     nullptr,
+                     {}};
+      for (const auto& t : styles) item.styles.push_back(t.slice(0, i, i + 1).to(gen.device()));
+      items.push_back(std::move(item));
     }
   }
   return items;

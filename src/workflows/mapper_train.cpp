@@ -23,6 +23,7 @@
 #include <styleclip/runtime.h>
 #include <styleclip/workflows/batch.h>
 #include <styleclip/workflows/inputs.h>
+#include <styleclip/workflows/latents.h>
 #include <styleclip/workflows/run.h>
 
 namespace styleclip {
@@ -90,7 +91,8 @@ void MapperTrainer::setup() {
         "--text is empty: give the prompt the mapper learns, e.g. --text \"purple hair\"");
   }
   if (run_.latents.empty() == (run_.sample <= 0)) {
-    throw usage_error("give exactly one of --latents FILE (e.g. e4e inversions) or --sample N");
+    throw usage_error(
+        "give exactly one of --latents FILE|FOLDER... (e.g. e4e inversions) or --sample N");
   }
   if (run_.steps < 1) throw usage_error("invalid --steps: must be at least 1");
   device_ = parse_device(run_.device);
@@ -99,7 +101,16 @@ void MapperTrainer::setup() {
   const auto class_index =
       check_class(run_.class_index, info_, run_.models, run_.sample > 0, "--sample");
   torch::Tensor data;
-  if (!run_.latents.empty()) data = load_latents(run_.latents, info_.num_ws, info_.w_dim);
+  json sources;
+  if (!run_.latents.empty()) {
+    auto g = gather_latents(run_.latents, /*recursive=*/false, {}, info_);
+    if (!g.failed.empty()) {  // a training set is all of what was asked for, or nothing
+      throw input_error(g.failed[0]["error"].get<std::string>() +
+                        " (fix or leave out that file from --latents)");
+    }
+    data = g.ws;
+    sources = std::move(g.sources);
+  }
   gen_.emplace(bundle_, device_);
   clip_.emplace(bundle_, device_);
   if (bundle_.has("identity")) identity_.emplace(bundle_, device_);
@@ -130,7 +141,7 @@ void MapperTrainer::setup() {
   ensure_output_dir(run_.out.parent_path().empty() ? fs::path(".") : run_.out.parent_path());
   json source = run_.latents.empty()
                     ? json{{"sample", run_.sample}, {"truncation", run_.truncation}}
-                    : json{{"latents", fs::absolute(run_.latents).string()}};
+                    : json{{"latents", sources}};
   if (class_index) source["class"] = *class_index;
   run_record_ = {{"text", run_.text},
                  {"options", t_.to_json()},

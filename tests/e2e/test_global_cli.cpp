@@ -2,8 +2,11 @@
 // and the import of the reference's published fs3 / S_mean_std files.
 #include <styleclip/engines/global_directions.h>
 #include <styleclip/io/image_io.h>
+#include <styleclip/io/latent_io.h>
 
+#include <cstdlib>
 #include <iostream>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -77,6 +80,141 @@ TEST_F(GlobalCli, ResumedPreparationEqualsUninterrupted) {
   EXPECT_NO_THROW((void)Bundle::open(b));
 }
 
+/// The directions and statistics of two bundles' global_stats.pt are bit for bit the same.
+void expect_same_stats(const fs::path& a, const fs::path& b) {
+  const auto info = Bundle::open(a).generator();
+  const auto sa = GlobalStats::load(a / "global_stats.pt", info);
+  const auto sb = GlobalStats::load(b / "global_stats.pt", info);
+  EXPECT_EQ(sa.layers, sb.layers);
+  EXPECT_TRUE(torch::equal(sa.directions, sb.directions));
+  for (size_t l = 0; l < sa.s_mean.size(); ++l) {
+    EXPECT_TRUE(torch::equal(sa.s_mean[l], sb.s_mean[l]));
+    EXPECT_TRUE(torch::equal(sa.s_std[l], sb.s_std[l]));
+  }
+}
+
+TEST_F(GlobalCli, ShardedPreparationMergedEqualsOneMachine) {
+  const auto one = copy_bundle("one");
+  ASSERT_EQ(prepare(one).code, 0);
+  const auto b = copy_bundle("sharded");
+  // 64 channels in chunks of 8 are 8 chunks; 3 shards take 2, 3 and 3 of them. The machines may
+  // finish in any order: shard 2 first.
+  auto r = prepare(b, {"--shard", "2/3", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = json::parse(r.out);
+  EXPECT_EQ(j["shard_file"], (b / "global_stats.shard-2-of-3.pt").string());
+  EXPECT_EQ(j["channels"], 24);
+  EXPECT_EQ(j["shard"]["count"], 3);
+  EXPECT_NE(r.err.find("shard 2/3 (--shard 2/3): channels 17..40 of 64 (3 chunks of 8)"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("styleclip global merge --models"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(b / "global_stats.pt"));
+  // Shard 1 stopped half way (a pre-empted task): the merge names what is not finished.
+  r = prepare(b, {"--shard", "1/3", "--max-chunks", "1"});
+  EXPECT_EQ(r.code, 130) << r.err;
+  r = styleclip({"global", "merge", "--models", b.string()});
+  EXPECT_EQ(r.code, 4);
+  EXPECT_NE(r.err.find("shards 1, 3 of 3 are not finished: run (or --resume) styleclip global "
+                       "prepare --shard 1/3"),
+            std::string::npos)
+      << r.err;
+  r = prepare(b, {"--shard", "1/3", "--resume"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("resuming: 8 of 16 channels already done"), std::string::npos) << r.err;
+  // Shard 3 as the third task of a Slurm job array, through the job script as Slurm runs it, with
+  // as many threads as the runs above (on a CPU the thread count changes the sums' order).
+  const char* omp = std::getenv("OMP_NUM_THREADS");
+  const auto threads =
+      omp != nullptr ? std::string(omp) : std::to_string(std::thread::hardware_concurrency());
+  ::setenv("SLURM_CPUS_PER_TASK", threads.c_str(), 1);
+  ::setenv("SLURM_ARRAY_TASK_ID", "12", 1);
+  ::setenv("SLURM_ARRAY_TASK_MIN", "10", 1);
+  ::setenv("SLURM_ARRAY_TASK_COUNT", "3", 1);
+  ::setenv("STYLECLIP", STYLECLIP_BINARY, 1);
+  ::setenv("STYLECLIP_DEVICE", "cpu", 1);
+  r = test::run_program(
+      {"/bin/bash",
+       (fs::path(STYLECLIP_SOURCE_DIR) / "scripts/jobs/slurm-global-prepare.sbatch").string(),
+       b.string(), "--samples", "300", "--images", "2", "--layers", "0,2", "--chunk", "8",
+       "--batch", "16"});
+  for (const char* v : {"SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_COUNT",
+                        "SLURM_CPUS_PER_TASK", "STYLECLIP", "STYLECLIP_DEVICE"}) {
+    ::unsetenv(v);
+  }
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("shard 3/3 (SLURM_ARRAY_TASK_ID)"), std::string::npos) << r.err;
+  r = styleclip({"global", "merge", "--models", b.string(), "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = json::parse(r.out);
+  EXPECT_EQ(j["shards"], 3);
+  EXPECT_EQ(j["channels"], 64);
+  EXPECT_EQ(j["global_stats"], (b / "global_stats.pt").string());
+  expect_same_stats(one, b);
+  EXPECT_TRUE(test::files_with(b, "-of-3.pt").empty());
+  EXPECT_TRUE(test::files_with(b, ".partial.pt").empty());
+  const auto m = json::parse(test::read_text(b / "manifest.json"));
+  EXPECT_EQ(m["global_stats"]["shards"], 3);
+  EXPECT_EQ(m["global_stats"]["options"],
+            json::parse(test::read_text(one / "manifest.json"))["global_stats"]["options"]);
+  EXPECT_NO_THROW((void)Bundle::open(b));
+  // The merged bundle edits like the one-machine one.
+  const std::vector<std::string> edit = {"edit",   "--method", "global", "--neutral", "face",
+                                         "--text", "smile",    "--seed", "3"};
+  auto args = edit;
+  args.insert(args.end(), {"--models", one.string(), "--out", (tmp_ / "e1").string()});
+  ASSERT_EQ(styleclip(args).code, 0);
+  args = edit;
+  args.insert(args.end(), {"--models", b.string(), "--out", (tmp_ / "e2").string()});
+  ASSERT_EQ(styleclip(args).code, 0);
+  const auto name = "seed0003.smile.global.png";
+  EXPECT_EQ(test::read_text(tmp_ / "e1" / name), test::read_text(tmp_ / "e2" / name));
+}
+
+TEST_F(GlobalCli, MergeRefusesShardsThatDoNotJoin) {
+  const auto b = copy_bundle("bad-merge");
+  auto r = styleclip({"global", "merge", "--models", b.string()});
+  EXPECT_EQ(r.code, 4);
+  EXPECT_NE(r.err.find("no finished shards (global_stats.shard-K-of-N.pt) in '" + b.string() +
+                       "': run styleclip global prepare --shard K/N"),
+            std::string::npos)
+      << r.err;
+  ASSERT_EQ(prepare(b, {"--shard", "1/2"}).code, 0);
+  // Shard 2 made with another seed: other statistics, other options.
+  std::vector<std::string> args = {"global",  "prepare",  "--models", b.string(), "--samples",
+                                   "300",     "--images", "2",        "--layers", "0,2",
+                                   "--chunk", "8",        "--batch",  "16",       "--seed",
+                                   "6",       "--shard",  "2/2"};
+  ASSERT_EQ(styleclip(args).code, 0);
+  r = styleclip({"global", "merge", "--models", b.string()});
+  EXPECT_EQ(r.code, 4);
+  EXPECT_NE(r.err.find("global_stats.shard-2-of-2.pt': made with other options"), std::string::npos)
+      << r.err;
+  // Shard 1's file under shard 2's name: the rows do not join.
+  fs::copy_file(b / "global_stats.shard-1-of-2.pt", b / "global_stats.shard-2-of-2.pt",
+                fs::copy_options::overwrite_existing);
+  r = styleclip({"global", "merge", "--models", b.string()});
+  EXPECT_EQ(r.code, 4);
+  EXPECT_NE(r.err.find("it holds 32 rows, shard 2/2 should hold rows 32..64"), std::string::npos)
+      << r.err;
+  // A stale shard of another run.
+  fs::copy_file(b / "global_stats.shard-1-of-2.pt", b / "global_stats.shard-1-of-4.pt");
+  r = styleclip({"global", "merge", "--models", b.string()});
+  EXPECT_EQ(r.code, 4);
+  EXPECT_NE(r.err.find("holds shards of different runs (of 2, 4 shards): remove the stale ones"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(b / "global_stats.pt"));
+  // A checkpoint is continued only with the chunking it was made with.
+  fs::remove(b / "global_stats.shard-1-of-4.pt");
+  ASSERT_EQ(prepare(b, {"--max-chunks", "1"}).code, 130);
+  args = {"global",   "prepare", "--models", b.string(), "--samples", "300", "--images", "2",
+          "--layers", "0,2",     "--chunk",  "16",       "--batch",   "16",  "--resume"};
+  r = styleclip(args);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("was made with other options"), std::string::npos) << r.err;
+}
+
 TEST_F(GlobalCli, EditWritesOutputsAndReportsChannels) {
   const auto dir = copy_bundle("m");
   ASSERT_EQ(prepare(dir).code, 0);
@@ -133,6 +271,142 @@ TEST_F(GlobalCli, EditWritesOutputsAndReportsChannels) {
   const auto none =
       json::parse(test::read_text(tmp_ / "none" / "seed0000.smiling-face.global.json"));
   EXPECT_EQ(none["status"], "failed");
+}
+
+TEST_F(GlobalCli, CombinedEditIsTheSumOfItsDirections) {
+  const auto dir = copy_bundle("combine");
+  ASSERT_EQ(prepare(dir).code, 0);
+  const auto out = tmp_ / "out";
+  test::run_ok({"generate", "--models", dir.string(), "--seed", "3", "--save-styles"}, out,
+               {"seed0003.styles.pt"});
+  const auto edit = [&](std::vector<std::string> extra, const fs::path& to) {
+    std::vector<std::string> args = {"edit",       "--method", "global",   "--models",
+                                     dir.string(), "--seed",   "3",        "--neutral",
+                                     "face",       "--out",    to.string()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return styleclip(args);
+  };
+  ASSERT_EQ(edit({"--text", "smile", "--strength", "3", "--threshold", "0.02"}, out).code, 0);
+  ASSERT_EQ(edit({"--text", "red hair", "--strength", "-2", "--threshold", "0.04"}, out).code, 0);
+  auto r = edit({"--text", "smile", "--text", "red hair", "--combine", "--strength", "3,-2",
+                 "--threshold", "0.02,0.04", "--json"},
+                out);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["done"], 1);  // one output for both prompts
+  const auto s = read_tensor_list_pt(out / "seed0003.styles.pt");
+  const auto a = read_tensor_list_pt(out / "seed0003.smile.global.styles.pt");
+  const auto b = read_tensor_list_pt(out / "seed0003.red-hair.global.styles.pt");
+  const auto ab = read_tensor_list_pt(out / "seed0003.smile-red-hair.global.styles.pt");
+  ASSERT_EQ(ab.size(), s.size());
+  bool a_moved = false;
+  bool b_moved = false;
+  for (size_t l = 0; l < s.size(); ++l) {
+    // s + 3·Δs_smile − 2·Δs_red = (s + 3·Δs_smile) + (s − 2·Δs_red) − s
+    EXPECT_TRUE(torch::allclose(ab[l], a[l] + b[l] - s[l], 1e-5, 1e-5)) << "layer " << l;
+    a_moved = a_moved || !torch::equal(a[l], s[l]);
+    b_moved = b_moved || !torch::equal(b[l], s[l]);
+  }
+  EXPECT_TRUE(a_moved && b_moved);  // both directions take part
+  const auto side = json::parse(test::read_text(out / "seed0003.smile-red-hair.global.json"));
+  EXPECT_EQ(side["prompt"], "smile + red hair");
+  const auto& parts = side["options"]["combine"];
+  ASSERT_EQ(parts.size(), 2u);
+  EXPECT_EQ(parts[1]["prompt"], "red hair");
+  EXPECT_EQ(parts[1]["strength"], -2.0);
+  EXPECT_EQ(parts[1]["threshold"], 0.04);
+  const auto single = json::parse(test::read_text(out / "seed0003.red-hair.global.json"));
+  EXPECT_EQ(parts[1]["channels"], single["options"]["channels"]);
+
+  // One value for all prompts is allowed; other counts, and lists without --combine, are not.
+  r = edit({"--text", "smile", "--text", "red hair", "--combine", "--strength", "2"}, tmp_ / "one");
+  EXPECT_EQ(r.code, 0) << r.err;
+  for (const auto& [args, message] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--text", "smile", "--combine"},
+            "--combine joins several edits: give two or more --text"},
+           {{"--text", "a", "--text", "b", "--combine", "--strength", "3,2,1"},
+            "invalid --strength '3,2,1': give one value for all 2 --text, or one for each"},
+           {{"--text", "a", "--text", "b", "--combine", "--strength", "3,nan"},
+            "--strength: must be a finite number, found 'nan'"},
+           {{"--text", "a", "--text", "b", "--combine", "--threshold", "0.1,2"},
+            "invalid --threshold '0.1,2': must be in [0, 1]"},
+           {{"--text", "a", "--strength", "3,2"},
+            "invalid --strength '3,2': one value per --text needs --combine"},
+           {{"--text", "a", "--text", "b", "--combine", "--strength-sweep", "0:1:3"},
+            "--strength-sweep and --threshold-sweep vary one direction: leave out --combine"}}) {
+    r = edit(args, tmp_ / "bad");
+    EXPECT_EQ(r.code, 2) << message << ": " << r.err;
+    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+  }
+  EXPECT_FALSE(fs::exists(tmp_ / "bad"));
+}
+
+TEST_F(GlobalCli, StyleCodesAreInputsAndAGlobalEditIsRefinedInS) {
+  const auto dir = copy_bundle("styles-in");
+  ASSERT_EQ(prepare(dir).code, 0);
+  const auto gen = tmp_ / "gen";
+  test::run_ok({"generate", "--models", dir.string(), "--seed", "3", "--save-styles"}, gen,
+               {"seed0003.styles.pt"});
+  const std::vector<std::string> global = {"edit",       "--method",    "global", "--models",
+                                           dir.string(), "--neutral",   "face",   "--text",
+                                           "smile",      "--threshold", "0.02"};
+  // A global edit of the seed's style codes equals the global edit of the seed itself.
+  auto args = global;
+  args.insert(args.end(), {"--seed", "3", "--out", (tmp_ / "from-seed").string()});
+  ASSERT_EQ(styleclip(args).code, 0);
+  args = global;
+  args.insert(args.end(),
+              {(gen / "seed0003.styles.pt").string(), "--compare", "--out", (tmp_ / "g").string()});
+  auto r = styleclip(args);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto edited = tmp_ / "g" / "seed0003.smile.global.styles.pt";
+  const auto a = read_tensor_list_pt(tmp_ / "from-seed" / "seed0003.smile.global.styles.pt");
+  const auto b = read_tensor_list_pt(edited);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t l = 0; l < a.size(); ++l) EXPECT_TRUE(torch::equal(a[l], b[l])) << "layer " << l;
+  auto side = json::parse(test::read_text(tmp_ / "g" / "seed0003.smile.global.json"));
+  EXPECT_EQ(side["input"]["styles"], fs::absolute(gen / "seed0003.styles.pt").string());
+
+  // The global edit refined by the optimisation engine in S: it starts from the edited codes
+  // (its "before" is the global edit's result) and writes codes again.
+  r = styleclip({"edit", "--method", "optimize", "--space", "S", "--models", dir.string(), "--text",
+                 "red hair", "--steps", "3", "--compare", edited.string(), "--out",
+                 (tmp_ / "o").string()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto base = tmp_ / "o" / "seed0003.smile.global.red-hair.optimize";
+  const auto refined = read_tensor_list_pt(base.string() + ".styles.pt");
+  ASSERT_EQ(refined.size(), b.size());
+  bool moved = false;
+  for (size_t l = 0; l < b.size(); ++l) moved = moved || !torch::equal(refined[l], b[l]);
+  EXPECT_TRUE(moved);
+  const auto global_after = read_image_rgb(tmp_ / "g" / "seed0003.smile.global.png");
+  const auto compare = read_image_rgb(base.string() + ".compare.png");
+  EXPECT_TRUE(torch::equal(compare.slice(1, 0, global_after.size(1)), global_after));
+  side = json::parse(test::read_text(base.string() + ".json"));
+  EXPECT_EQ(side["input"]["styles"], fs::absolute(edited).string());
+  EXPECT_EQ(side["outputs"]["styles"], "seed0003.smile.global.red-hair.optimize.styles.pt");
+
+  // Engines that edit W+ refuse style codes before any model loads; an unreadable file fails
+  // alone among others, and alone is the run's error.
+  r = styleclip({"edit", "--models", dir.string(), "--text", "x", edited.string(), "--out",
+                 (tmp_ / "bad").string()});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("holds style codes: a style-space input (.styles.pt) is optimised in S: "
+                       "add --space S"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(tmp_ / "bad"));
+  save_tensors_pt(tmp_ / "short.styles.pt", {b[0], b[1]});
+  args = global;
+  args.insert(args.end(), {(tmp_ / "short.styles.pt").string(), "--out", (tmp_ / "bad").string()});
+  r = styleclip(args);
+  EXPECT_EQ(r.code, 4);
+  EXPECT_NE(r.err.find("short.styles.pt' hold 2 tensors: expected"), std::string::npos) << r.err;
+  args = global;
+  args.insert(args.end(), {(tmp_ / "short.styles.pt").string(), "--seed", "1", "--json", "--out",
+                           (tmp_ / "mixed").string()});
+  r = styleclip(args);
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_EQ(json::parse(r.out)["done"], 1);
 }
 
 TEST_F(GlobalCli, AutoThresholdKeepsMoreThanTwentyChannels) {

@@ -57,6 +57,8 @@ class EngineSettings {
   [[nodiscard]] double number(const std::string& name, double fallback) const;
   [[nodiscard]] int64_t integer(const std::string& name, int64_t fallback) const;
   [[nodiscard]] std::string text(const std::string& name, const std::string& fallback) const;
+  /// A comma-separated value's items ("3,2" → {"3", "2"}); empty when the option is not given.
+  [[nodiscard]] std::vector<std::string> items(const std::string& name) const;
   [[nodiscard]] bool flag(const std::string& name) const;
   /// The pixels of an image option, or an undefined tensor.
   [[nodiscard]] torch::Tensor image(const std::string& name) const;
@@ -119,8 +121,17 @@ class Engine {
   [[nodiscard]] virtual std::string default_prompt() const { return {}; }
   /// Prepares for one prompt; returns what the sidecars record as the run's options for it.
   virtual nlohmann::json prepare(const std::string& prompt, const EngineHooks& hooks) = 0;
+  /// Prepares one edit toward several prompts at once (only for engines whose
+  /// EngineInfo::combines_prompts says so); the default refuses.
+  virtual nlohmann::json prepare_combined(const std::vector<std::string>& prompts,
+                                          const EngineHooks& hooks);
   /// Edits `ws` [B, num_ws, w_dim] toward the prepared prompt.
   virtual EditResult edit(const torch::Tensor& ws, const EngineHooks& hooks) = 0;
+  /// Edits style-space codes (per style layer [B, C_l], e.g. an earlier edit's `.styles.pt`)
+  /// toward the prepared prompt, for engines whose EngineInfo::styles_refused is empty; the
+  /// result has `styles` and no `ws`. The default refuses.
+  virtual EditResult edit_styles(const std::vector<torch::Tensor>& styles,
+                                 const EngineHooks& hooks);
   /// The sweeps the options asked for, over the batch just edited (none by default).
   virtual std::vector<Sweep> sweeps(const torch::Tensor& ws) {
     (void)ws;
@@ -147,6 +158,20 @@ struct EngineInfo {
   std::function<std::string(const EngineSettings&)> one_prompt_only = [](const EngineSettings&) {
     return std::string();
   };
+  /// Why these settings cannot edit style-space inputs (Engine::edit_styles), or empty: they can.
+  std::function<std::string(const EngineSettings&)> styles_refused = [](const EngineSettings&) {
+    return std::string(
+        "a style-space input (.styles.pt) is edited by --method global or --method optimize "
+        "--space S");
+  };
+  /// Whether these settings ask for one output toward all the prompts together
+  /// (Engine::prepare_combined) instead of one output per prompt.
+  std::function<bool(const EngineSettings&)> combines_prompts = [](const EngineSettings&) {
+    return false;
+  };
+  /// When combining: checks the settings against the number of prompts (e.g. one strength per
+  /// prompt) before any model loads; usage errors naming the option.
+  std::function<void(const EngineSettings&, size_t prompts)> check_combined;
   /// Checks the settings against the bundle and device before any model loads (fast failure);
   /// throws usage or bundle errors naming the option or file.
   std::function<void(const EngineSettings&, const Bundle&, const torch::Device&)> check;
@@ -166,6 +191,9 @@ std::vector<nlohmann::json> judge_rows(const Clip& clip, int64_t resolution, Cli
 
 /// `--clip-input raw|normalized`: how images reach CLIP (losses.h), an option every engine takes.
 EngineOption clip_input_option();
+
+/// `text` as a finite number; a usage error naming `option` otherwise.
+double parse_finite(const std::string& option, const std::string& text);
 
 /// "a:b:n" → n evenly spaced values from a to b (2 ≤ n ≤ 1000); empty spec → none. Throws a usage
 /// error naming `option` otherwise.

@@ -100,6 +100,13 @@ OptimizeResult optimize(const Generator& gen, const Clip& clip, const IdentityMo
                         const torch::Tensor& ws0, const torch::Tensor& text,
                         const OptimizeOptions& options, const OptimizeCallbacks& callbacks = {});
 
+/// The same in S from style codes `s0` (per style layer [N, C_l], e.g. a global edit's
+/// `.styles.pt`): `options.space` must be S. The result's `ws` is undefined.
+OptimizeResult optimize_styles(const Generator& gen, const Clip& clip,
+                               const IdentityModel* identity, const std::vector<torch::Tensor>& s0,
+                               const torch::Tensor& text, const OptimizeOptions& options,
+                               const OptimizeCallbacks& callbacks = {});
+
 /// This engine behind the Engine interface (latent optimisation), for the registry.
 EngineInfo optimize_engine();
 

@@ -36,6 +36,15 @@ std::vector<char> tensors_to_pt_bytes(const std::vector<torch::Tensor>& ts);
 /// A list of tensors from a `.pt` file (as `save_tensors_pt` writes); input error naming the file.
 std::vector<torch::Tensor> read_tensor_list_pt(const std::filesystem::path& path);
 
+/// Whether `path` names style codes (`*.styles.pt`) rather than a W+ latent.
+bool is_styles_path(const std::filesystem::path& path);
+
+/// Style codes from a `.styles.pt` list (one tensor [C_l] or [N, C_l] per style layer), checked
+/// against the generator's `style_dims`: per layer [N, C_l] float32 on the CPU. Input error naming
+/// the file otherwise.
+std::vector<torch::Tensor> load_styles(const std::filesystem::path& path,
+                                       const std::vector<int>& style_dims);
+
 /// Atomic writes of the above.
 void save_tensor_pt(const std::filesystem::path& path, const torch::Tensor& t);
 void save_tensors_pt(const std::filesystem::path& path, const std::vector<torch::Tensor>& ts);

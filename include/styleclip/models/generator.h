@@ -92,6 +92,8 @@ class Generator {
 
   /// Throws an input error unless `ws` is [B, num_ws, w_dim] (B ≥ 1). `what` names the input.
   void check_wplus(const torch::Tensor& ws, const std::string& what) const;
+  /// Throws an input error unless `s` holds one [B, C_l] tensor per style layer (B ≥ 1, equal).
+  void check_styles(const std::vector<torch::Tensor>& s, const std::string& what) const;
 
  private:
   struct Impl;

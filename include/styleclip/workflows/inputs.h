@@ -29,6 +29,9 @@ struct InputItem {
   std::string error;     ///< why this input cannot be used (then ws is undefined)
   /// For a photo: its face, alignment and inversion (ws is the inversion's), else null.
   std::shared_ptr<PhotoFace> photo;
+  /// For style codes (a `.styles.pt` input): per style layer [1, C_l] on the generator's device;
+  /// ws is then undefined.
+  std::vector<torch::Tensor> styles;
 };
 
 /// A latent file read (ws [N, num_ws, w_dim] on the CPU), or the reason it could not be.
@@ -37,6 +40,11 @@ struct LoadedFile {
   torch::Tensor ws;
   std::string error;
 };
+
+/// Every row of every `.styles.pt` file as an item named after the file (without `.styles`;
+/// `_00k` per row of a multi-row file); a file that cannot be read is one item carrying its
+/// error.
+std::vector<InputItem> collect_styles(const Generator& gen, const std::vector<InputFile>& files);
 
 /// Reads every file; failures are recorded, not thrown.
 std::vector<LoadedFile> load_latent_files(const std::vector<InputFile>& files, int64_t num_ws,

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -21,7 +22,8 @@ namespace styleclip {
 struct MapperTrainRun {
   std::filesystem::path models;  ///< the bundle folder
   std::string text;              ///< the prompt the mapper learns
-  std::string latents;           ///< training latents file, or empty: sample `sample` latents
+  /// Training latent files and folders (latents.h: gather_latents), or empty: sample `sample`.
+  std::vector<std::string> latents;
   int64_t sample = 0;
   double truncation = 0.7;
   std::optional<int64_t> class_index;
