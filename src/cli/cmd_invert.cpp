@@ -32,7 +32,7 @@ void setup_invert(CLI::App& app, Registry& reg) {
       ->required();
   sub->add_option("--out", r.out, "output folder")->required();
   add_folder_options(*sub, r.inputs.recursive, r.inputs.globs, r.inputs.shard);
-  add_photo_options(*sub, r.photo, "--steps");
+  add_photo_options(*sub, r.photo, "--steps", /*pti=*/true);
   sub->add_option("--lr", r.photo.engine.lr, "peak learning rate (same as --invert-lr)");
   sub->add_flag("--overwrite", r.photo.overwrite, "invert again even when a cached result exists");
   sub->add_flag("--json", o->json, "print a JSON summary on stdout (latents, PSNR, failures)");

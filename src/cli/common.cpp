@@ -71,7 +71,7 @@ void add_device_options(CLI::App& app, std::string& device, std::string& precisi
       ->capture_default_str();
 }
 
-void add_photo_options(CLI::App& app, PhotoOptions& o, const std::string& steps_flag) {
+void add_photo_options(CLI::App& app, PhotoOptions& o, const std::string& steps_flag, bool pti) {
   app.add_option("--face-detector", o.detector,
                  "YuNet model for photos (default: the bundle's face_detector.onnx)");
   app.add_flag("--aligned", o.aligned, "photos are aligned face crops already: no detection");
@@ -79,12 +79,25 @@ void add_photo_options(CLI::App& app, PhotoOptions& o, const std::string& steps_
                  "refuse photos with more pixels than this (decompression bombs)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
-  app.add_option(
-         "--with", o.with,
-         "inversion: encoder (the bundle's e4e, one forward pass), optimize (the projector, "
-         "from the encoder's answer when the bundle has one) or auto (encoder if any)")
+  std::vector<std::string> methods = {"auto", "encoder", "optimize"};
+  if (pti) methods.emplace_back("pti");
+  app.add_option("--with", o.with,
+                 std::string("inversion: encoder (the bundle's e4e, one forward pass), optimize "
+                             "(the projector, from the encoder's answer when the bundle has one)") +
+                     (pti ? ", pti (optimize, then the generator tuned around that pivot: "
+                            "Pivotal Tuning Inversion)"
+                          : "") +
+                     " or auto (encoder if any)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "encoder", "optimize"}));
+      ->check(CLI::IsMember(methods));
+  if (pti) {
+    app.add_option("--pti-steps", o.pti.steps, "pti: tuning steps")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 100000));
+    app.add_option("--pti-lr", o.pti.lr, "pti: Adam's learning rate")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+  }
   app.add_option(steps_flag, o.engine.steps, "inversion: projector steps")->capture_default_str();
   app.add_option("--invert-lr", o.engine.lr, "inversion: peak learning rate")
       ->capture_default_str();

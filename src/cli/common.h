@@ -68,8 +68,10 @@ void require_finite_numbers(CLI::App& app);
 void add_class_option(CLI::App& app, std::optional<int64_t>& target);
 /// `--face-detector`, `--aligned`, `--max-pixels` and the projector's options. `prefix` names the
 /// projector's step option: "--steps" for invert, "--invert-steps" for edit (whose --steps is
-/// the edit's).
-void add_photo_options(CLI::App& app, PhotoOptions& o, const std::string& steps_flag);
+/// the edit's). `pti`: offer `--with pti` and its options (invert; an edit does not use a tuned
+/// generator yet).
+void add_photo_options(CLI::App& app, PhotoOptions& o, const std::string& steps_flag,
+                       bool pti = false);
 
 /// `--recursive`, `--glob` (defaults shown: `globs` as given) and `--shard`: how a batch command
 /// takes folders and its slice of the inputs (workflows/batch.h).

@@ -80,6 +80,35 @@ Generator::Generator(const Bundle& bundle, torch::Device device)
   }
 }
 
+Generator::Generator(const Generator& base, const std::map<std::string, torch::Tensor>& weights,
+                     const std::string& what)
+    : impl_(std::make_shared<Impl>()), info_(base.info_), device_(base.device_) {
+  impl_->path = base.impl_->path;
+  impl_->module = base.impl_->module.deepcopy();
+  w_avg_ = impl_->module.attr("w_avg").toTensor();
+  std::map<std::string, torch::Tensor> params;
+  for (const auto& p : impl_->module.named_parameters()) params.emplace(p.name, p.value);
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, t] : weights) {
+    const auto it = params.find(name);
+    if (it == params.end()) {
+      throw input_error(what + ": '" + name + "' is not a parameter of generator '" + impl_->path +
+                        "'");
+    }
+    if (!it->second.sizes().equals(t.sizes())) {
+      throw input_error(what + ": '" + name + "' has shape " + shape_str(t) + ", the generator's " +
+                        shape_str(it->second));
+    }
+    it->second.copy_(t.to(it->second.device(), it->second.scalar_type()));
+  }
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> Generator::parameters() const {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& p : impl_->module.named_parameters()) out.emplace_back(p.name, p.value);
+  return out;
+}
+
 torch::Tensor Generator::seed_z(uint64_t seed) const {
   if (info_.seed_convention == SeedConvention::kNumpyRandomState) {
     if (seed > kNumpyMaxSeed) {

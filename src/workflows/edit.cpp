@@ -197,6 +197,11 @@ void EditRunner::check_and_load() {
     throw usage_error("nothing to edit: give photos, latent files, folders or --seed N[-M]");
   }
   // What a library caller can get wrong (the CLI checks these ranges itself).
+  if (run_.photo.with == "pti") {
+    throw usage_error(
+        "--with pti: an edit does not use a tuned generator yet; styleclip invert --with pti "
+        "writes one");
+  }
   if (run_.batch < 1 || run_.batch > 4096) throw usage_error("invalid --batch: must be 1 to 4096");
   if (!(run_.truncation >= 0.0 && run_.truncation <= 2.0))
     throw usage_error("invalid --truncation: must be a number in [0, 2]");

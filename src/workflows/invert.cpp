@@ -35,6 +35,7 @@ json row_of(const PhotoFace& f) {
 BatchReport run_invert(const InvertRun& run) {
   PhotoOptions options = run.photo;
   validate(options.engine);
+  if (options.with == "pti") validate(options.pti);
   BatchRun batch("invert", run.inputs.shard, options.overwrite);
   const auto device = parse_device(run.device);
   options.engine.precision = parse_precision(run.precision, device);

@@ -38,12 +38,14 @@ json PhotoFace::to_json() const {
             {"size", {width, height}},
             {"faces_found", faces_found},
             {"detection", detection}};
-  j["inversion"] = {{"method", method},
-                    {"latent", latent_file.string()},
-                    {"sidecar", sidecar_file.string()},
-                    {"cached", cached},
-                    {"psnr", psnr},
-                    {"identity_similarity", identity ? json(*identity) : json(nullptr)}};
+  j["inversion"] = {
+      {"method", method},
+      {"latent", latent_file.string()},
+      {"pti_weights", pti_weights.empty() ? json(nullptr) : json(pti_weights.string())},
+      {"sidecar", sidecar_file.string()},
+      {"cached", cached},
+      {"psnr", psnr},
+      {"identity_similarity", identity ? json(*identity) : json(nullptr)}};
   return j;
 }
 
@@ -87,11 +89,13 @@ PhotoInverter::~PhotoInverter() = default;
 
 std::vector<fs::path> PhotoInverter::cache_files(const std::string& name) const {
   return {out_dir_ / (name + ".latent.pt"), out_dir_ / (name + ".invert.json"),
-          out_dir_ / (name + ".target.png"), out_dir_ / (name + ".inverted.png")};
+          out_dir_ / (name + ".target.png"), out_dir_ / (name + ".inverted.png"),
+          out_dir_ / (name + ".pti.pt")};
 }
 
 std::string PhotoInverter::method_for(const Bundle& bundle, const PhotoOptions& o) {
   const bool encoder = bundle.has("encoder");
+  if (o.with == "pti") return encoder ? "encoder+optimize+pti" : "optimize+pti";
   if (o.with == "optimize") return encoder ? "encoder+optimize" : "optimize";
   return encoder ? "encoder" : "optimize";
 }
@@ -148,6 +152,15 @@ bool read_cache(PhotoFace& face, const json& key, const GeneratorInfo& g) {
     std::ifstream f(face.sidecar_file);
     const auto side = json::parse(f);
     if (side.value("cache_key", json()) != key) return false;
+    const auto pti = side.at("outputs").value("pti_weights", std::string());
+    if (!pti.empty()) {
+      const auto weights = face.sidecar_file.parent_path() / pti;
+      if (!fs::exists(weights) ||
+          sha256_file(weights) != side.at("outputs").value("pti_weights_sha256", "")) {
+        return false;
+      }
+      face.pti_weights = weights;
+    }
     face.ws = load_latents(face.latent_file, g.num_ws, g.w_dim);
     face.psnr = side.at("metrics").value("psnr", 0.0);
     const auto id = side.at("metrics").value("identity_similarity", json());
@@ -164,6 +177,45 @@ bool read_cache(PhotoFace& face, const json& key, const GeneratorInfo& g) {
 
 }  // namespace
 
+json PhotoInverter::tune_generator(PhotoFace& face, const torch::Tensor& target,
+                                   InvertResult& r) const {
+  if (!lpips_) {
+    spdlog::warn("'{}': the bundle has no LPIPS model: pivotal tuning matches pixels only (L2)",
+                 face.path.string());
+  }
+  json pivot = {{"psnr_pivot", r.psnr_after[0]}};
+  if (identity_ != nullptr) {
+    torch::NoGradGuard no_grad;
+    pivot["identity_similarity_pivot"] =
+        IdentityLoss(*identity_, target).similarity(r.images)[0].item<double>();
+  }
+  Progress progress("tune " + face.name, options_.pti.steps);
+  const auto t = pivotal_tuning(gen_, lpips_.get(), target, r.ws, options_.pti,
+                                [&](int done, int, double loss) {
+                                  if (InterruptGuard::interrupted()) {
+                                    throw Error(ExitCode::kInterrupted, "interrupted");
+                                  }
+                                  char buf[32];
+                                  std::snprintf(buf, sizeof buf, "loss %.4f", loss);
+                                  progress.update(done, buf);
+                                });
+  progress.finish();
+  face.pti_weights = cache_files(face.name)[4];
+  ensure_output_dir(face.pti_weights.parent_path());
+  save_weights(face.pti_weights, t.weights);
+  r.images = t.image_tuned;  // the reconstruction is the tuned generator's
+  face.psnr = t.psnr_tuned;
+  pivot.update({{"psnr", t.psnr_tuned},
+                {"lpips_pivot", t.lpips_pivot >= 0 ? json(t.lpips_pivot) : json(nullptr)},
+                {"lpips", t.lpips_tuned >= 0 ? json(t.lpips_tuned) : json(nullptr)},
+                {"tensors", t.weights.size()},
+                {"final_loss", t.final_loss},
+                {"seconds", t.seconds}});
+  spdlog::info("'{}': generator tuned around its pivot: PSNR {:.2f} dB (pivot {:.2f}) in {:.3g} s",
+               face.path.string(), t.psnr_tuned, t.psnr_pivot, t.seconds);
+  return pivot;
+}
+
 void PhotoInverter::invert(PhotoFace& face) const {
   const auto files = cache_files(face.name);
   face.latent_file = files[0];
@@ -176,8 +228,10 @@ void PhotoInverter::invert(PhotoFace& face) const {
               {"aligned_input", !face.alignment.has_value()},
               {"method", method_}};
   if (encoder_) key["encoder_sha256"] = checksums.value("encoder", "");
+  const bool tune = method_.size() > 4 && method_.compare(method_.size() - 4, 4, "+pti") == 0;
   if (optimise) {
     key["options"] = options_.engine.to_json();
+    if (tune) key["options"].update(options_.pti.to_json());
     key["perceptual"] = perceptual();
     if (lpips_) key["lpips_sha256"] = checksums.value("lpips", "");
   }
@@ -218,6 +272,8 @@ void PhotoInverter::invert(PhotoFace& face) const {
   }
   face.ws = r.ws.detach().cpu();
   face.psnr = r.psnr_after[0];
+  json tuning = nullptr;
+  if (tune) tuning = tune_generator(face, target, r);
   if (identity_ != nullptr) {
     torch::NoGradGuard no_grad;
     face.identity = IdentityLoss(*identity_, target).similarity(r.images)[0].item<double>();
@@ -238,7 +294,7 @@ void PhotoInverter::invert(PhotoFace& face) const {
   if (optimise) side["options"]["perceptual"] = perceptual();
   side["metrics"] = {
       {"psnr_start", r.psnr_before.empty() ? json(nullptr) : json(r.psnr_before[0])},
-      {"psnr", r.psnr_after[0]},
+      {"psnr", face.psnr},
       {"identity_similarity", face.identity ? json(*face.identity) : json(nullptr)},
       {"final_loss", r.loss_history.empty() ? json(nullptr) : json(r.loss_history.back())}};
   side["timing"] = {{"seconds", r.seconds}};
@@ -246,6 +302,14 @@ void PhotoInverter::invert(PhotoFace& face) const {
   side["outputs"] = {{"latent", face.latent_file.filename().string()},
                      {"target", target_png.filename().string()},
                      {"reconstruction", recon_png.filename().string()}};
+  if (tune) {
+    if (identity_ != nullptr) tuning["identity_similarity"] = *face.identity;
+    side["metrics"]["pti"] = tuning;
+    side["options"].update(options_.pti.to_json());
+    side["timing"]["pti_seconds"] = tuning["seconds"];
+    side["outputs"]["pti_weights"] = face.pti_weights.filename().string();
+    side["outputs"]["pti_weights_sha256"] = sha256_file(face.pti_weights);
+  }
   side["cache_key"] = key;
   write_json(face.sidecar_file, side);  // last: marks the cache as complete
   if (r.psnr_before.empty()) {

@@ -12,9 +12,11 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <torch/types.h>
@@ -26,6 +28,16 @@ namespace styleclip {
 class Generator {
  public:
   Generator(const Bundle& bundle, torch::Device device);
+
+  /// A private copy of `base` (its own module: nothing is shared) with the named parameters in
+  /// `weights` replaced, e.g. a pivotal-tuning result (engines/pti.h). Empty `weights`: an exact
+  /// copy, for tuning. Throws an input error naming `what` for an unknown name or a shape that
+  /// does not match.
+  Generator(const Generator& base, const std::map<std::string, torch::Tensor>& weights,
+            const std::string& what = "tuned weights");
+  /// The module's parameters by name, live (for tuning a private copy; the mapping network's
+  /// are included and get no gradient from W+ inputs).
+  [[nodiscard]] std::vector<std::pair<std::string, torch::Tensor>> parameters() const;
 
   [[nodiscard]] const GeneratorInfo& info() const { return info_; }
   [[nodiscard]] torch::Device device() const { return device_; }

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include <styleclip/engines/invert.h>
+#include <styleclip/engines/pti.h>
 #include <styleclip/io/face_align.h>
 #include <styleclip/models/bundle.h>
 #include <styleclip/models/clip.h>
@@ -38,10 +39,12 @@ struct PhotoOptions {
   bool aligned = false;    ///< inputs are aligned crops: no detection, no paste-back
   bool overwrite = false;  ///< invert again even when the cache matches
   /// --with: "auto" (the encoder when the bundle has one, else optimize), "encoder" (e4e alone,
-  /// milliseconds) or "optimize" (the projector, from the encoder's answer when there is one).
+  /// milliseconds), "optimize" (the projector, from the encoder's answer when there is one) or
+  /// "pti" (optimize, then the generator tuned around that pivot: engines/pti.h).
   std::string with = "auto";
   int64_t max_pixels = kDefaultMaxPixels;
   InvertOptions engine;
+  PtiOptions pti;
 };
 
 /// One photo's face, ready to edit.
@@ -55,12 +58,13 @@ struct PhotoFace {
   std::optional<Alignment> alignment;  ///< none for aligned inputs (then no paste-back)
   nlohmann::json detection = nullptr;  ///< the face and the alignment, for sidecars
   int faces_found = 0;
-  torch::Tensor ws;                ///< [1, num_ws, w_dim] on the CPU
-  double psnr = 0;                 ///< reconstruction vs crop, dB
-  std::string method;              ///< "encoder", "optimize" or "encoder+optimize"
+  torch::Tensor ws;    ///< [1, num_ws, w_dim] on the CPU
+  double psnr = 0;     ///< reconstruction vs crop, dB
+  std::string method;  ///< "encoder", "optimize", "encoder+optimize", and "+pti" when tuned
   std::optional<double> identity;  ///< identity similarity, when the bundle has a model
   bool cached = false;
   std::filesystem::path latent_file, sidecar_file;
+  std::filesystem::path pti_weights;  ///< the tuned generator's weights (--with pti), else empty
   [[nodiscard]] nlohmann::json to_json() const;  ///< the stages, for the edit's sidecar
 };
 
@@ -77,7 +81,8 @@ class PhotoInverter {
   PhotoInverter(const PhotoInverter&) = delete;
   PhotoInverter& operator=(const PhotoInverter&) = delete;
 
-  /// --with resolved against the bundle: "encoder", "optimize" or "encoder+optimize".
+  /// --with resolved against the bundle: "encoder", "optimize" or "encoder+optimize", with
+  /// "+pti" for --with pti.
   static std::string method_for(const Bundle& bundle, const PhotoOptions& options);
   /// Whether the projector's perceptual term is LPIPS (the bundle has it, its weight is on).
   static bool uses_lpips(const Bundle& bundle, const PhotoOptions& options);
@@ -88,7 +93,7 @@ class PhotoInverter {
   [[nodiscard]] std::string perceptual() const;
 
   /// The files `invert` writes for the photo named `name` (latent, sidecar, target,
-  /// reconstruction).
+  /// reconstruction, tuned weights).
   [[nodiscard]] std::vector<std::filesystem::path> cache_files(const std::string& name) const;
 
   /// Reads the photo and finds its face (largest first). `name` names its outputs (empty: the
@@ -101,6 +106,11 @@ class PhotoInverter {
   void invert(PhotoFace& face) const;
 
  private:
+  /// --with pti: tunes a copy of the generator around the pivot `r.ws`, writes the weights, and
+  /// makes `r.images` the tuned reconstruction; returns the sidecar's metrics.pti.
+  nlohmann::json tune_generator(PhotoFace& face, const torch::Tensor& target,
+                                InvertResult& r) const;
+
   const Bundle& bundle_;
   std::filesystem::path models_;
   const Generator& gen_;
