@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <functional>
 #include <cstdio>
 #include <fstream>
 
@@ -146,6 +147,17 @@ namespace {
 
 /// Fills `face` from an earlier inversion when its sidecar's cache key is `key`; false when there
 /// is none (an unreadable or partial cache is no cache: the photo is inverted again).
+/// A step callback that shows the loss on `progress`, and on Ctrl-C in a batch run (batch.h)
+/// abandons this photo: nothing of it is written.
+std::function<void(int, int, double)> abandonable_progress(Progress& progress) {
+  return [&progress](int done, int, double loss) {
+    if (InterruptGuard::interrupted()) throw Error(ExitCode::kInterrupted, "interrupted");
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "loss %.4f", loss);
+    progress.update(done, buf);
+  };
+}
+
 bool read_cache(PhotoFace& face, const json& key, const GeneratorInfo& g) {
   if (!fs::exists(face.latent_file) || !fs::exists(face.sidecar_file)) return false;
   try {
@@ -191,14 +203,7 @@ json PhotoInverter::tune_generator(PhotoFace& face, const torch::Tensor& target,
   }
   Progress progress("tune " + face.name, options_.pti.steps);
   const auto t = pivotal_tuning(gen_, lpips_.get(), target, r.ws, options_.pti,
-                                [&](int done, int, double loss) {
-                                  if (InterruptGuard::interrupted()) {
-                                    throw Error(ExitCode::kInterrupted, "interrupted");
-                                  }
-                                  char buf[32];
-                                  std::snprintf(buf, sizeof buf, "loss %.4f", loss);
-                                  progress.update(done, buf);
-                                });
+                                abandonable_progress(progress));
   progress.finish();
   face.pti_weights = cache_files(face.name)[4];
   ensure_output_dir(face.pti_weights.parent_path());
@@ -251,15 +256,7 @@ void PhotoInverter::invert(PhotoFace& face) const {
   if (optimise) {
     Progress progress("invert " + face.name, options_.engine.steps);
     r = styleclip::invert(gen_, clip_, lpips_.get(), target, start, options_.engine,
-                          [&](int done, int, double loss) {
-                            // Ctrl-C in a batch run (batch.h): abandon this photo, write nothing.
-                            if (InterruptGuard::interrupted()) {
-                              throw Error(ExitCode::kInterrupted, "interrupted");
-                            }
-                            char buf[32];
-                            std::snprintf(buf, sizeof buf, "loss %.4f", loss);
-                            progress.update(done, buf);
-                          });
+                          abandonable_progress(progress));
     progress.finish();
   } else {
     // The encoder's answer as it is (e4e alone: one forward pass).
