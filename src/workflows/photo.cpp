@@ -11,9 +11,9 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
-#include <functional>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 
 #include <spdlog/spdlog.h>
 
