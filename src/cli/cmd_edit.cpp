@@ -143,7 +143,7 @@ void setup_edit(CLI::App& app, Registry& reg) {
   add_engine_options(*sub, *o);
   auto* ph = sub->add_option_group(
       "photos", "photo inputs: find the face, align it, invert it, paste the edit back");
-  add_photo_options(*ph, r.photo, "--invert-steps");
+  add_photo_options(*ph, r.photo, "--invert-steps", /*pti=*/true);
   ph->add_flag("--paste-back,!--no-paste-back", r.paste_back,
                "also write <name>.photo.png: the whole photo with the edited face put back "
                "(default on)");

@@ -68,8 +68,7 @@ void require_finite_numbers(CLI::App& app);
 void add_class_option(CLI::App& app, std::optional<int64_t>& target);
 /// `--face-detector`, `--aligned`, `--max-pixels` and the projector's options. `prefix` names the
 /// projector's step option: "--steps" for invert, "--invert-steps" for edit (whose --steps is
-/// the edit's). `pti`: offer `--with pti` and its options (invert; an edit does not use a tuned
-/// generator yet).
+/// the edit's). `pti`: offer `--with pti` and its options.
 void add_photo_options(CLI::App& app, PhotoOptions& o, const std::string& steps_flag,
                        bool pti = false);
 

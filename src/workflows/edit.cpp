@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -18,6 +19,7 @@
 #include <styleclip/io/face_align.h>
 #include <styleclip/io/image_io.h>
 #include <styleclip/io/latent_io.h>
+#include <styleclip/io/sha256.h>
 #include <styleclip/models/bundle.h>
 #include <styleclip/models/clip.h>
 #include <styleclip/models/generator.h>
@@ -143,6 +145,10 @@ class EditRunner {
   void gather_items(const std::vector<uint64_t>& seeds, const std::vector<InputFile>& latents,
                     const std::vector<InputFile>& styles, const std::vector<InputFile>& photos);
   void invert_photos(const std::vector<InputFile>& photos);
+  void find_tuned_generator(InputItem& item) const;
+  bool run_tuned(const std::vector<const InputItem*>& todo, size_t at,
+                 const std::vector<std::string>& prompts, const std::string& text,
+                 const json& options);
   void run_prompt(const std::vector<std::string>& prompts);
   bool run_batch(const std::vector<const InputItem*>& todo, size_t start, size_t end,
                  const std::string& prompt, const json& options);
@@ -197,11 +203,7 @@ void EditRunner::check_and_load() {
     throw usage_error("nothing to edit: give photos, latent files, folders or --seed N[-M]");
   }
   // What a library caller can get wrong (the CLI checks these ranges itself).
-  if (run_.photo.with == "pti") {
-    throw usage_error(
-        "--with pti: an edit does not use a tuned generator yet; styleclip invert --with pti "
-        "writes one");
-  }
+  if (run_.photo.with == "pti") validate(run_.photo.pti);
   if (run_.batch < 1 || run_.batch > 4096) throw usage_error("invalid --batch: must be 1 to 4096");
   if (!(run_.truncation >= 0.0 && run_.truncation <= 2.0))
     throw usage_error("invalid --truncation: must be a number in [0, 2]");
@@ -279,6 +281,7 @@ void EditRunner::gather_items(const std::vector<uint64_t>& seeds,
                           {}});
   } else {
     all_items_ = collect_inputs(*gen_, seeds, run_.truncation, class_index, files);
+    for (auto& item : all_items_) find_tuned_generator(item);
     for (auto& item : style_items) all_items_.push_back(std::move(item));
   }
   for (const auto& f : photos) {
@@ -323,11 +326,75 @@ void EditRunner::invert_photos(const std::vector<InputFile>& photos) {
       *item.photo = inverter.locate(path, item.name);
       inverter.invert(*item.photo);
       item.ws = item.photo->ws.to(device_);
+      if (!item.photo->pti_weights.empty()) {
+        item.input["pti_weights"] = fs::absolute(item.photo->pti_weights).string();
+      }
     } catch (const Error& e) {
       if (alone) throw;
       item.error = e.what();
     }
   }
+}
+
+/// A latent that `invert --with pti` wrote has its tuned generator named in the sidecar beside
+/// it (`NAME.invert.json` for `NAME.latent.pt`): the edit uses it. A tuned generator that is
+/// missing or changed since is the item's error.
+void EditRunner::find_tuned_generator(InputItem& item) const {
+  const auto latent = item.input.value("latent", std::string());
+  const std::string suffix = ".latent.pt";
+  if (!item.error.empty() || latent.size() <= suffix.size() ||
+      latent.compare(latent.size() - suffix.size(), suffix.size(), suffix) != 0) {
+    return;
+  }
+  const fs::path sidecar = latent.substr(0, latent.size() - suffix.size()) + ".invert.json";
+  std::error_code ec;
+  if (!fs::exists(sidecar, ec)) return;
+  json side;
+  try {
+    std::ifstream in(sidecar);
+    side = json::parse(in);
+  } catch (const std::exception&) {
+    return;  // not a sidecar of ours: the latent is used as it is
+  }
+  const auto outputs = side.value("outputs", json::object());
+  const auto name = outputs.value("pti_weights", std::string());
+  if (name.empty()) return;
+  const auto weights = sidecar.parent_path() / name;
+  if (!fs::exists(weights, ec) ||
+      sha256_file(weights) != outputs.value("pti_weights_sha256", std::string())) {
+    item.error = "its tuned generator '" + weights.string() + "' (named in '" + sidecar.string() +
+                 "') is missing or has changed: run styleclip invert --with pti again";
+    item.ws = torch::Tensor();
+    return;
+  }
+  item.input["pti_weights"] = weights.string();
+}
+
+/// One item through an engine made for its own tuned generator (a private copy of the bundle's
+/// with the tuned tensors); the options are the run's, plus the weights file.
+bool EditRunner::run_tuned(const std::vector<const InputItem*>& todo, size_t at,
+                           const std::vector<std::string>& prompts, const std::string& text,
+                           const json& options) {
+  const fs::path path = todo[at]->input.at("pti_weights").get<std::string>();
+  const Generator tuned(*gen_, load_weights(path), "tuned weights '" + path.string() + "'");
+  EngineModels models{&*bundle_, &tuned,    &*clip_, identity_ ? &*identity_ : nullptr,
+                      device_,   precision_};
+  auto engine = engine_.create(models, run_.settings);
+  if (prompts.size() > 1) {
+    (void)engine->prepare_combined(prompts, {});
+  } else {
+    (void)engine->prepare(text, {});
+  }
+  std::swap(engine_impl_, engine);  // run_batch edits with engine_impl_
+  bool finished = false;
+  try {
+    finished = run_batch(todo, at, at + 1, text, options);
+  } catch (...) {
+    std::swap(engine_impl_, engine);
+    throw;
+  }
+  std::swap(engine_impl_, engine);
+  return finished;
 }
 
 void EditRunner::run_prompt(const std::vector<std::string>& prompts) {
@@ -366,11 +433,22 @@ void EditRunner::run_prompt(const std::vector<std::string>& prompts) {
   // W+ latents and style codes go through the engine in separate batches.
   std::stable_partition(todo.begin(), todo.end(),
                         [](const InputItem* item) { return item->styles.empty(); });
+  // A latent or photo with its own tuned generator (invert --with pti) is edited alone, by an
+  // engine made for that generator.
+  const auto tuned = [](const InputItem* item) { return item->input.contains("pti_weights"); };
   const auto step = static_cast<size_t>(run_.batch);
   for (size_t start = 0; start < todo.size() && !batch_->stop_requested();) {
+    if (tuned(todo[start])) {
+      if (!run_tuned(todo, start, prompts, text, options)) batch_->stopped();
+      ++start;
+      continue;
+    }
     size_t end = std::min(todo.size(), start + step);
     for (size_t i = start + 1; i < end; ++i) {
-      if (todo[i]->styles.empty() != todo[start]->styles.empty()) end = i;
+      if (todo[i]->styles.empty() != todo[start]->styles.empty() || tuned(todo[i])) {
+        end = i;
+        break;
+      }
     }
     if (!run_batch(todo, start, end, text, options)) batch_->stopped();
     start = end;

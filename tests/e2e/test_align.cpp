@@ -425,7 +425,7 @@ TEST(InvertCli, BatchesGoOnPastBadPhotosAndABrokenCacheIsRedone) {
 
 // Pivotal tuning on a picture the generator has never made (a smooth colour pattern): the tuned
 // generator renders the pivot much closer to it than the projector's answer alone.
-TEST(InvertCli, PivotalTuningReconstructsBetterThanTheProjectorAlone) {
+TEST(InvertCli, PivotalTuningReconstructsBetterAndEditsUseTheTunedGenerator) {
   SKIP_UNLESS_BUNDLE("tiny");
   TempDir tmp;
   const auto tiny = test::testdata("tiny");
@@ -485,11 +485,67 @@ TEST(InvertCli, PivotalTuningReconstructsBetterThanTheProjectorAlone) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(json::parse(r.out)["done"], 1);
   EXPECT_TRUE(fs::exists(dir / "pattern.pti.pt"));
-  // Edits do not use a tuned generator yet: edit does not offer it.
-  r = test::styleclip({"edit", "--models", tiny.string(), "--text", "x", "--with", "pti",
-                       (tmp / "pattern.png").string(), "--out", (tmp / "e").string()});
-  EXPECT_EQ(r.code, 2) << r.err;
-  EXPECT_FALSE(fs::exists(tmp / "e"));
+  // An edit of that latent uses its tuned generator (named in the sidecar beside it): the
+  // edit's "before" is the tuned reconstruction, pixel for pixel.
+  const auto inverted = read_image_rgb(dir / "pattern.inverted.png");
+  r = test::styleclip({"edit", "--models", tiny.string(), "--text", "a red shape", "--steps", "2",
+                       "--compare", (dir / "pattern.latent.pt").string(), "--out",
+                       (tmp / "e").string()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto edit_base = tmp / "e" / "pattern.latent.a-red-shape.optimize";
+  auto compare = read_image_rgb(edit_base.string() + ".compare.png");
+  EXPECT_TRUE(torch::equal(compare.slice(1, 0, 32), inverted));
+  auto edit_side = json::parse(test::read_text(edit_base.string() + ".json"));
+  EXPECT_EQ(edit_side["input"]["pti_weights"], (dir / "pattern.pti.pt").string());
+  // The same latent without its sidecar is rendered by the bundle's generator.
+  fs::create_directories(tmp / "bare");
+  fs::copy_file(dir / "pattern.latent.pt", tmp / "bare" / "pattern.latent.pt");
+  r = test::styleclip({"edit", "--models", tiny.string(), "--text", "a red shape", "--steps", "2",
+                       "--compare", (tmp / "bare" / "pattern.latent.pt").string(), "--out",
+                       (tmp / "e2").string()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  compare = read_image_rgb(tmp / "e2" / "pattern.latent.a-red-shape.optimize.compare.png");
+  EXPECT_FALSE(torch::equal(compare.slice(1, 0, 32), inverted));
+  EXPECT_FALSE(
+      json::parse(test::read_text(tmp / "e2" / "pattern.latent.a-red-shape.optimize.json"))["input"]
+          .contains("pti_weights"));
+  // The photo itself, edited with --with pti: inverted, tuned and edited in one command.
+  r = test::styleclip({"edit",
+                       "--models",
+                       tiny.string(),
+                       "--text",
+                       "a red shape",
+                       "--steps",
+                       "2",
+                       "--aligned",
+                       "--invert-steps",
+                       "40",
+                       "--with",
+                       "pti",
+                       "--pti-steps",
+                       "60",
+                       "--pti-lr",
+                       "0.002",
+                       "--compare",
+                       (tmp / "pattern.png").string(),
+                       "--out",
+                       (tmp / "e3").string()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  edit_side = json::parse(test::read_text(tmp / "e3" / "pattern.a-red-shape.optimize.json"));
+  EXPECT_EQ(edit_side["input"]["pti_weights"], (tmp / "e3" / "pattern.pti.pt").string());
+  EXPECT_EQ(edit_side["input"]["inversion"]["method"], "optimize+pti");
+  compare = read_image_rgb(tmp / "e3" / "pattern.a-red-shape.optimize.compare.png");
+  EXPECT_TRUE(
+      torch::equal(compare.slice(1, 32, 64), read_image_rgb(tmp / "e3" / "pattern.inverted.png")));
+  // A tuned generator that changed after the inversion: that latent fails (exit 1, as any input
+  // that fails in a batch), naming the fix.
+  std::ofstream(dir / "pattern.pti.pt", std::ios::app) << "x";
+  r = test::styleclip({"edit", "--models", tiny.string(), "--text", "a red shape", "--steps", "2",
+                       (dir / "pattern.latent.pt").string(), "--out", (tmp / "e4").string()});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find("is missing or has changed: run styleclip invert --with pti again"),
+            std::string::npos)
+      << r.err;
 }
 
 TEST(InvertCli, PhotoWithoutAFaceExitsFour) {
