@@ -376,7 +376,14 @@ bool EditRunner::run_tuned(const std::vector<const InputItem*>& todo, size_t at,
                            const std::vector<std::string>& prompts, const std::string& text,
                            const json& options) {
   const fs::path path = todo[at]->input.at("pti_weights").get<std::string>();
-  const Generator tuned(*gen_, load_weights(path), "tuned weights '" + path.string() + "'");
+  std::optional<Generator> copy;
+  try {
+    copy.emplace(*gen_, load_weights(path), "tuned weights '" + path.string() + "'");
+  } catch (const Error& e) {  // weights of another generator: this input fails, the run goes on
+    batch_->summary().failed(todo[at]->name, e.what());
+    return true;
+  }
+  const Generator& tuned = *copy;
   EngineModels models{&*bundle_, &tuned,    &*clip_, identity_ ? &*identity_ : nullptr,
                       device_,   precision_};
   auto engine = engine_.create(models, run_.settings);

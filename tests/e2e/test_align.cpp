@@ -6,6 +6,7 @@
 #include <styleclip/io/face_align.h>
 #include <styleclip/io/image_io.h>
 #include <styleclip/io/latent_io.h>
+#include <styleclip/io/sha256.h>
 #include <styleclip/models/bundle.h>
 #include <styleclip/models/encoder.h>
 #include <styleclip/models/lpips.h>
@@ -546,6 +547,18 @@ TEST(InvertCli, PivotalTuningReconstructsBetterAndEditsUseTheTunedGenerator) {
   EXPECT_NE(r.err.find("is missing or has changed: run styleclip invert --with pti again"),
             std::string::npos)
       << r.err;
+  // Weights that belong to another generator (listed consistently in the sidecar): that input
+  // fails, naming the tensor, and the others are edited.
+  save_weights(dir / "pattern.pti.pt", {{"nope", torch::zeros({2})}});
+  auto inv = json::parse(test::read_text(dir / "pattern.invert.json"));
+  inv["outputs"]["pti_weights_sha256"] = sha256_file(dir / "pattern.pti.pt");
+  std::ofstream(dir / "pattern.invert.json") << inv.dump();
+  r = test::styleclip({"edit", "--models", tiny.string(), "--text", "a red shape", "--steps", "2",
+                       "--seed", "1", (dir / "pattern.latent.pt").string(), "--json", "--out",
+                       (tmp / "e5").string()});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_EQ(json::parse(r.out)["done"], 1);
+  EXPECT_NE(r.err.find("'nope' is not a parameter of generator"), std::string::npos) << r.err;
 }
 
 TEST(InvertCli, PhotoWithoutAFaceExitsFour) {
