@@ -122,6 +122,9 @@ void setup_edit(CLI::App& app, Registry& reg) {
   add_folder_options(*sub, r.recursive, r.globs, r.shard);
   sub->add_flag("--overwrite", r.overwrite,
                 "recompute inputs whose outputs exist (default: skip them)");
+  sub->add_flag("--report", r.report,
+                "also write OUT/index.html: the results' pictures and a sortable table of their "
+                "metrics, viewable offline");
   sub->add_option("--golden", r.golden,
                   "after the run, compare --out with this folder (exit 1 on drift)");
   sub->add_option("--golden-tolerance", r.golden_tolerance,

@@ -28,6 +28,7 @@
 #include <styleclip/workflows/batch.h>
 #include <styleclip/workflows/compare.h>
 #include <styleclip/workflows/inputs.h>
+#include <styleclip/workflows/report.h>
 #include <styleclip/workflows/run.h>
 
 namespace styleclip {
@@ -128,6 +129,11 @@ class EditRunner {
       }
     }
     EditReport report = batch_->finish(items_.size());
+    if (run_.report) {
+      const auto page = write_edit_report(run_.out);
+      spdlog::info("report: {} ({} results)", page.file.string(), page.items);
+      report.summary["report"] = page.file.string();
+    }
     if (!run_.golden.empty() && report.exit_code != static_cast<int>(ExitCode::kInterrupted)) {
       CompareTolerance tol;
       tol.pixel_levels = run_.golden_tolerance;

@@ -215,5 +215,51 @@ TEST(BatchAlign, FoldersOfPhotosSkipDoneOnesAndShard) {
       << r.err;
 }
 
+// `edit --report`: one page for a batch — every result's picture, a table of the sidecars'
+// metrics — written after the run, with the prompts' text escaped and nothing fetched from a
+// network. (A browser's view of it is not tested here: only its content.)
+TEST(EditReport, PageListsEveryResultAndEscapesText) {
+  SKIP_UNLESS_BUNDLE("tiny");
+  TempDir tmp;
+  const auto out = tmp / "out";
+  const auto tiny = test::testdata("tiny").string();
+  auto r = styleclip({"edit", "--models", tiny, "--text", "a <b>red</b> & \"round\" shape",
+                      "--text", "blue", "--seed", "0-2", "--steps", "2", "--compare", "--report",
+                      "--json", "--out", out.string()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["report"], (out / "index.html").string());
+  const auto page = test::read_text(out / "index.html");
+  EXPECT_NE(page.find("6 results, 0 failed"), std::string::npos);
+  // Every compare picture is shown, by a relative link that resolves to the file.
+  const auto compares = files_with(out, ".compare.png");
+  ASSERT_EQ(compares.size(), 6u);
+  for (const auto& f : compares) {
+    EXPECT_NE(page.find("src=\"" + f + "\""), std::string::npos) << f;
+  }
+  // One table row per result, with its metrics.
+  size_t rows = 0;
+  for (size_t at = page.find("<tr><td>"); at != std::string::npos;
+       at = page.find("<tr><td>", at + 1)) {
+    ++rows;
+  }
+  EXPECT_EQ(rows, 6u);
+  const auto side = json::parse(test::read_text(out / "seed0001.blue.optimize.json"));
+  char after[32];
+  std::snprintf(after, sizeof after, "%.4f",
+                side["metrics"]["clip_similarity_after"].get<double>());
+  EXPECT_NE(page.find(after), std::string::npos) << after;
+  // The prompt is text, not markup; the page needs nothing from a network.
+  EXPECT_EQ(page.find("<b>red</b>"), std::string::npos);
+  EXPECT_NE(page.find("a &lt;b&gt;red&lt;/b&gt; &amp; &quot;round&quot; shape"), std::string::npos);
+  EXPECT_EQ(page.find("http://"), std::string::npos);
+  EXPECT_EQ(page.find("https://"), std::string::npos);
+  // A second run (everything skipped) writes the same page again from the sidecars on disk.
+  fs::remove(out / "index.html");
+  r = styleclip({"edit", "--models", tiny, "--text", "blue", "--seed", "0-2", "--steps", "2",
+                 "--report", "--out", out.string()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(test::read_text(out / "index.html").find("6 results"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace styleclip

@@ -50,7 +50,8 @@ struct EditRun {
   std::string precision = "auto";
   int batch = 4;
   bool compare = false;
-  std::string golden;  ///< after the run, compare `out` with this folder
+  bool report = false;  ///< after the run, write `out/index.html` (report.h)
+  std::string golden;   ///< after the run, compare `out` with this folder
   int golden_tolerance = 1;
   /// Called with each item's main picture once it is written (the CLI prints it).
   std::function<void(const std::filesystem::path&)> on_output;
