@@ -79,8 +79,8 @@ constexpr const char* kHead = R"(<!doctype html>
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
 h1 { font-size: 1.3em; } .meta { color: #666; }
 .gallery { display: flex; flex-wrap: wrap; gap: 1em; }
-figure { margin: 0; border: 1px solid #ddd; padding: .5em; max-width: 420px; }
-figure img { max-width: 100%; image-rendering: pixelated; display: block; }
+figure { margin: 0; border: 1px solid #ddd; padding: .5em; width: 320px; }
+figure img, figure video { width: 100%; image-rendering: pixelated; display: block; }
 figcaption { font-size: 12px; word-break: break-all; }
 .failed { border-color: #c33; } .failed figcaption::before { content: "failed: "; color: #c33; }
 table { border-collapse: collapse; margin-top: 1.5em; }
