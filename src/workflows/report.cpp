@@ -109,6 +109,13 @@ document.querySelectorAll("#metrics th").forEach(function (th, col) {
     rows.forEach(function (r) { body.appendChild(r); });
   });
 });
+// A link may ask for a sorted view: index.html#sort=5 sorts by the sixth column, #sort=-5 the
+// other way round.
+(function () {
+  var m = /^#sort=(-?)(\d+)$/.exec(location.hash);
+  var th = m && document.querySelectorAll("#metrics th")[Number(m[2])];
+  if (th) { th.click(); if (m[1]) th.click(); }
+})();
 </script>
 )";
 

@@ -3,6 +3,7 @@
 // once, the summary, and Ctrl-C leaving nothing half-written.
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <map>
@@ -259,6 +260,54 @@ TEST(EditReport, PageListsEveryResultAndEscapesText) {
                  "--report", "--out", out.string()});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(test::read_text(out / "index.html").find("6 results"), std::string::npos);
+}
+
+// The report page in a real browser (headless Chromium, where installed: .ci/run installs it):
+// its script sorts the table — asked for by the page's address, as a click on "CLIP after" twice
+// would — and a screenshot is kept beside the test binary (report-page.png) to look at.
+TEST(EditReport, ChromiumSortsTheTableAndTakesAScreenshot) {
+  SKIP_UNLESS_BUNDLE("tiny");
+  const std::string chromium = "/usr/bin/chromium";
+  if (!fs::exists(chromium)) GTEST_SKIP() << "Chromium is not installed (apt install chromium)";
+  TempDir tmp;
+  const auto out = tmp / "out";
+  auto r =
+      styleclip({"edit", "--models", test::testdata("tiny").string(), "--text", "blue", "--seed",
+                 "0-3", "--steps", "3", "--compare", "--report", "--out", out.string()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::vector<std::string> flags = {chromium,         "--headless",
+                                          "--no-sandbox",   "--disable-gpu",
+                                          "--no-first-run", "--window-size=1200,900"};
+  auto args = flags;
+  args.insert(args.end(), {"--dump-dom", "file://" + (out / "index.html").string() + "#sort=-5"});
+  r = test::run_program(args);
+  ASSERT_EQ(r.code, 0) << r.err;
+  // The sixth column (CLIP after) of each table row, in document order.
+  const auto clip_after = [](const std::string& html) {
+    std::vector<double> v;
+    const std::string body = html.substr(html.find("<tbody>"));
+    for (size_t at = body.find("<tr>"); at != std::string::npos; at = body.find("<tr>", at + 1)) {
+      size_t cell = at;
+      for (int c = 0; c < 6; ++c) cell = body.find("<td", cell + 1);
+      const auto start = body.find('>', cell) + 1;
+      v.push_back(std::stod(body.substr(start, body.find('<', start) - start)));
+    }
+    return v;
+  };
+  const auto browser = clip_after(r.out);
+  ASSERT_EQ(browser.size(), 4u) << r.out;
+  EXPECT_TRUE(std::is_sorted(browser.rbegin(), browser.rend())) << r.out;
+  // On disk the rows are in name order, not that one: the browser's script did the sorting.
+  const auto disk = clip_after(test::read_text(out / "index.html"));
+  EXPECT_FALSE(std::is_sorted(disk.rbegin(), disk.rend()));
+  const auto shot =
+      fs::path(STYLECLIP_BINARY).parent_path().parent_path() / "tests" / "report-page.png";
+  args = flags;
+  args.insert(args.end(),
+              {"--screenshot=" + shot.string(), "file://" + (out / "index.html").string()});
+  r = test::run_program(args);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_GT(fs::file_size(shot), 10000u);
 }
 
 }  // namespace
