@@ -275,9 +275,10 @@ TEST(EditReport, ChromiumSortsTheTableAndTakesAScreenshot) {
       styleclip({"edit", "--models", test::testdata("tiny").string(), "--text", "blue", "--seed",
                  "0-3", "--steps", "3", "--compare", "--report", "--out", out.string()});
   ASSERT_EQ(r.code, 0) << r.err;
-  const std::vector<std::string> flags = {chromium,         "--headless",
-                                          "--no-sandbox",   "--disable-gpu",
-                                          "--no-first-run", "--window-size=1200,900"};
+  // A browser that hangs must not hang the suite: two minutes at most.
+  const std::vector<std::string> flags = {
+      "/usr/bin/timeout", "120",           chromium,         "--headless",
+      "--no-sandbox",     "--disable-gpu", "--no-first-run", "--window-size=1200,900"};
   auto args = flags;
   args.insert(args.end(), {"--dump-dom", "file://" + (out / "index.html").string() + "#sort=-5"});
   r = test::run_program(args);
