@@ -28,17 +28,11 @@ QUIET_WAIT="${QUIET_WAIT:-20}"
 RETRIES="${RETRIES:-2}"
 VOCAB="${VOCAB:-$ROOT/../shared/fixtures/clip-tokenizer/bpe_simple_vocab_16e6.txt.gz}"
 REF="$ROOT/bench/optimize_reference.py"
-PY_ALLOCATOR="${PY_ALLOCATOR:-}"
-# The Python side: the reference script, run through with_styleclip_allocator.py when PY_ALLOCATOR is set.
-PYREF=("$PY" "$REF") PY_ALLOCATOR_LABEL="LibTorch's"
-if [[ -n "$PY_ALLOCATOR" ]]; then
-  PYREF=("$PY" "$ROOT/bench/with_styleclip_allocator.py" "$PY_ALLOCATOR" "$REF")
-  PY_ALLOCATOR_LABEL="styleclip's (bench/with_styleclip_allocator.py)"
-fi
 
 die() { echo "run_optimize_bench: error: $*" >&2; exit 2; }
 [[ -x "$BENCH" ]] || die "'$BENCH' is not an executable: build it first (see bench/README.md) or pass its path"
-[[ -z "$PY_ALLOCATOR" || -f "$PY_ALLOCATOR" ]] || die "PY_ALLOCATOR '$PY_ALLOCATOR' not found: build styleclip_python_allocator (bench/README.md)"
+# shellcheck source=bench/python_reference.sh
+source "$ROOT/bench/python_reference.sh"
 [[ -f "$VOCAB" ]] || die "CLIP vocabulary '$VOCAB' not found: set VOCAB=path/to/bpe_simple_vocab_16e6.txt.gz"
 "$PY" -c 'import torch' 2>/dev/null || die "'$PY' cannot import torch: set PYTHON to a Python with PyTorch"
 

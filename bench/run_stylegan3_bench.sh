@@ -27,16 +27,11 @@ read -r STEPS WARMUP <<<"${STEPS:-2 1}"
 QUIET_WAIT="${QUIET_WAIT:-20}"
 RETRIES="${RETRIES:-1}"
 REF="$ROOT/bench/optimize_reference.py"
-PY_ALLOCATOR="${PY_ALLOCATOR:-}"
-PYREF=("$PY" "$REF") PY_ALLOCATOR_LABEL="LibTorch's"
-if [[ -n "$PY_ALLOCATOR" ]]; then
-  PYREF=("$PY" "$ROOT/bench/with_styleclip_allocator.py" "$PY_ALLOCATOR" "$REF")
-  PY_ALLOCATOR_LABEL="styleclip's (bench/with_styleclip_allocator.py)"
-fi
 VOCAB="$ROOT/models/demo/vocab.txt.gz"
 
 die() { echo "run_stylegan3_bench: error: $*" >&2; exit 2; }
-[[ -z "$PY_ALLOCATOR" || -f "$PY_ALLOCATOR" ]] || die "PY_ALLOCATOR '$PY_ALLOCATOR' not found: build styleclip_python_allocator (bench/README.md)"
+# shellcheck source=bench/python_reference.sh
+source "$ROOT/bench/python_reference.sh"
 [[ -x "$BENCH" ]] || die "'$BENCH' is not an executable: build it first (see bench/README.md) or pass its path"
 "$PY" -c 'import torch' 2>/dev/null || die "'$PY' cannot import torch: set PYTHON to a Python with PyTorch"
 MERGES="$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['clip']['vocab_merges'])" "$ROOT/models/demo/manifest.json")"

@@ -20,8 +20,10 @@ namespace styleclip {
 namespace {
 using nlohmann::json;
 
-/// α when --strength is not given: the reference's Colab value.
+/// α when --strength is not given: the reference's Colab value; β when --threshold is not.
 constexpr double kDefaultStrength = 4.1;
+constexpr const char* kDefaultStrengthText = "4.1";
+constexpr const char* kDefaultThreshold = "0.15";
 
 std::string fixed3(double x) {
   char buf[32];
@@ -55,7 +57,7 @@ std::optional<double> parse_beta(const std::string& t, const std::string& spec) 
 }
 
 std::optional<double> parse_threshold(const EngineSettings& s) {
-  const auto t = s.text("--threshold", "0.15");
+  const auto t = s.text("--threshold", kDefaultThreshold);
   return parse_beta(t, t);
 }
 
@@ -97,7 +99,7 @@ void check_settings(const EngineSettings& s) {
       throw usage_error(
           "--strength-sweep and --threshold-sweep vary one direction: leave out --combine");
     }
-    const auto spec = s.text("--threshold", "0.15");
+    const auto spec = s.text("--threshold", kDefaultThreshold);
     for (const auto& t : s.items("--threshold")) parse_beta(t, spec);
     for (const auto& a : s.items("--strength")) parse_finite("--strength", a);
     return;
@@ -147,7 +149,7 @@ class GlobalEngine final : public Engine {
     json options{{"neutral", neutral},
                  {"strength", strength_},
                  {"threshold", b},
-                 {"threshold_requested", s_.text("--threshold", "0.15")},
+                 {"threshold_requested", s_.text("--threshold", kDefaultThreshold)},
                  {"templates", templates && !pair},
                  {"channels", edit_.channels},
                  {"max_relevance", edit_.max_relevance}};
@@ -164,8 +166,8 @@ class GlobalEngine final : public Engine {
                         const EngineHooks& hooks) override {
     torch::NoGradGuard no_grad;
     const auto& info = m_.generator->info();
-    const auto strengths = per_prompt(s_, "--strength", prompts.size(), "4.1");
-    const auto thresholds = per_prompt(s_, "--threshold", prompts.size(), "0.15");
+    const auto strengths = per_prompt(s_, "--strength", prompts.size(), kDefaultStrengthText);
+    const auto thresholds = per_prompt(s_, "--threshold", prompts.size(), kDefaultThreshold);
     const auto neutral = s_.text("--neutral", "");
     const bool templates = !s_.flag("--no-templates");
     GlobalEdit sum;
@@ -306,7 +308,7 @@ EngineInfo global_engine() {
       {"--threshold",
        K::kText,
        "beta in [0, 1]: minimum channel relevance, or auto (with --combine one per --text)",
-       "0.15",
+       kDefaultThreshold,
        {}},
       {"--combine",
        K::kFlag,
@@ -339,8 +341,8 @@ EngineInfo global_engine() {
   e.combines_prompts = [](const EngineSettings& s) { return s.flag("--combine"); };
   e.styles_refused = [](const EngineSettings&) { return std::string(); };
   e.check_combined = [](const EngineSettings& s, size_t prompts) {
-    (void)per_prompt(s, "--strength", prompts, "4.1");
-    (void)per_prompt(s, "--threshold", prompts, "0.15");
+    (void)per_prompt(s, "--strength", prompts, kDefaultStrengthText);
+    (void)per_prompt(s, "--threshold", prompts, kDefaultThreshold);
   };
   e.one_prompt_only = [](const EngineSettings& s) {
     return image_pair(s) ? std::string(

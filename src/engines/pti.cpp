@@ -45,9 +45,7 @@ PtiResult pivotal_tuning(const Generator& gen, const Lpips* lpips, const torch::
   const bool use_lpips = lpips != nullptr && o.lpips_lambda > 0;
   const Generator tuned(gen, {});  // a private copy: the caller's generator is never touched
   std::vector<torch::Tensor> params;
-  std::map<std::string, torch::Tensor> start;
   for (auto& [name, p] : tuned.parameters()) {
-    start.emplace(name, p.detach().clone());
     p.requires_grad_(true);
     params.push_back(p);
   }
@@ -69,17 +67,22 @@ PtiResult pivotal_tuning(const Generator& gen, const Lpips* lpips, const torch::
     const auto loss = loss_of(tuned.synthesis(w));
     loss.backward();
     adam.step();
-    r.final_loss = loss.item<double>();
-    if (!std::isfinite(r.final_loss)) {
-      throw input_error("pivotal tuning: the loss became NaN or Inf at step " +
-                        std::to_string(step) + " (try a smaller --pti-lr)");
+    // Reading the loss waits for a GPU: every step only when someone shows it, else every 10th
+    // and the last (a NaN stays NaN, so it is still caught).
+    if (progress || step % 10 == 0 || step == o.steps) {
+      r.final_loss = loss.item<double>();
+      if (!std::isfinite(r.final_loss)) {
+        throw input_error("pivotal tuning: the loss became NaN or Inf by step " +
+                          std::to_string(step) + " (try a smaller --pti-lr)");
+      }
+      if (progress) progress(step, o.steps, r.final_loss);
     }
-    if (progress) progress(step, o.steps, r.final_loss);
   }
   torch::NoGradGuard no_grad;
+  // The tensors tuning moved are those that got a gradient (a W+ pivot gives the mapping none).
   for (auto& [name, p] : tuned.parameters()) {
     p.requires_grad_(false);
-    if (!torch::equal(p, start.at(name))) r.weights.emplace(name, p.detach().cpu().clone());
+    if (p.grad().defined()) r.weights.emplace(name, p.detach().cpu().clone());
   }
   r.image_tuned = tuned.synthesis(w);
   r.psnr_tuned = psnr(r.image_tuned, x)[0].item<double>();

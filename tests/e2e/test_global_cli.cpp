@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <iostream>
+#include <limits>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -401,6 +402,16 @@ TEST_F(GlobalCli, StyleCodesAreInputsAndAGlobalEditIsRefinedInS) {
   r = styleclip(args);
   EXPECT_EQ(r.code, 4);
   EXPECT_NE(r.err.find("short.styles.pt' hold 2 tensors: expected"), std::string::npos) << r.err;
+  auto poisoned = b;
+  poisoned[1] = poisoned[1].clone();
+  poisoned[1][0][0] = std::numeric_limits<float>::quiet_NaN();
+  save_tensors_pt(tmp_ / "nan.styles.pt", poisoned);
+  args = global;
+  args.insert(args.end(), {(tmp_ / "nan.styles.pt").string(), "--out", (tmp_ / "bad").string()});
+  r = styleclip(args);
+  EXPECT_EQ(r.code, 4);
+  EXPECT_NE(r.err.find("nan.styles.pt' have non-finite values in layer 1"), std::string::npos)
+      << r.err;
   args = global;
   args.insert(args.end(), {(tmp_ / "short.styles.pt").string(), "--seed", "1", "--json", "--out",
                            (tmp_ / "mixed").string()});
