@@ -52,6 +52,7 @@ void setup_compare(CLI::App& app, Registry& reg);
 void setup_align(CLI::App& app, Registry& reg);
 void setup_invert(CLI::App& app, Registry& reg);
 void setup_latents(CLI::App& app, Registry& reg);
+void setup_serve(CLI::App& app, Registry& reg);
 
 /// `--models DIR` with its default: $STYLECLIP_MODELS, else the bundled demonstration model.
 void add_models_option(CLI::App& app, std::string& target);

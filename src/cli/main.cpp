@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
   cli::setup_align(app, registry);
   cli::setup_invert(app, registry);
   cli::setup_latents(app, registry);
+  cli::setup_serve(app, registry);
   cli::require_finite_numbers(app);
 
   try {

@@ -58,6 +58,12 @@ void write_image(const fs::path& path, const torch::Tensor& chw) {
   write_mat(path, to_bgr_mat(chw));
 }
 
+std::string encode_png(const torch::Tensor& chw) {
+  std::vector<uchar> buf;
+  if (!cv::imencode(".png", to_bgr_mat(chw), buf)) throw input_error("cannot encode a PNG image");
+  return {reinterpret_cast<const char*>(buf.data()), buf.size()};
+}
+
 void write_image_row(const fs::path& path, const std::vector<torch::Tensor>& chws) {
   std::vector<cv::Mat> mats;
   for (const auto& t : chws) mats.push_back(to_bgr_mat(t));

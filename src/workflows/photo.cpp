@@ -149,9 +149,13 @@ namespace {
 /// is none (an unreadable or partial cache is no cache: the photo is inverted again).
 /// A step callback that shows the loss on `progress`, and on Ctrl-C in a batch run (batch.h)
 /// abandons this photo: nothing of it is written.
-std::function<void(int, int, double)> abandonable_progress(Progress& progress) {
-  return [&progress](int done, int, double loss) {
+/// `hook` (PhotoInverter::set_step_hook) sees every step too, as `stage`.
+std::function<void(int, int, double)> abandonable_progress(
+    Progress& progress, const std::string& stage,
+    const std::function<void(const std::string&, int, int, double)>& hook) {
+  return [&progress, stage, &hook](int done, int total, double loss) {
     if (InterruptGuard::interrupted()) throw Error(ExitCode::kInterrupted, "interrupted");
+    if (hook) hook(stage, done, total, loss);
     char buf[32];
     std::snprintf(buf, sizeof buf, "loss %.4f", loss);
     progress.update(done, buf);
@@ -203,7 +207,7 @@ json PhotoInverter::tune_generator(PhotoFace& face, const torch::Tensor& target,
   }
   Progress progress("tune " + face.name, options_.pti.steps);
   const auto t = pivotal_tuning(gen_, lpips_.get(), target, r.ws, options_.pti,
-                                abandonable_progress(progress));
+                                abandonable_progress(progress, "tune", step_hook_));
   progress.finish();
   face.pti_weights = cache_files(face.name)[4];
   ensure_output_dir(face.pti_weights.parent_path());
@@ -256,7 +260,7 @@ void PhotoInverter::invert(PhotoFace& face) const {
   if (optimise) {
     Progress progress("invert " + face.name, options_.engine.steps);
     r = styleclip::invert(gen_, clip_, lpips_.get(), target, start, options_.engine,
-                          abandonable_progress(progress));
+                          abandonable_progress(progress, "invert", step_hook_));
     progress.finish();
   } else {
     // The encoder's answer as it is (e4e alone: one forward pass).

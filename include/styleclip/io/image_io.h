@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -20,6 +21,9 @@ torch::Tensor to_uint8_hwc(const torch::Tensor& chw);
 
 /// Writes a [3, H, W] generator image as an 8-bit RGB PNG (or JPEG, by extension), atomically.
 void write_image(const std::filesystem::path& path, const torch::Tensor& chw);
+
+/// A [3, H, W] generator image as the bytes of an 8-bit RGB PNG (e.g. for an HTTP response).
+std::string encode_png(const torch::Tensor& chw);
 
 /// Images side by side (same height), e.g. before | after.
 void write_image_row(const std::filesystem::path& path, const std::vector<torch::Tensor>& chws);

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -105,6 +106,13 @@ class PhotoInverter {
   /// the sidecar last, so a half-written cache is never taken for a whole one).
   void invert(PhotoFace& face) const;
 
+  /// Called after every projector and tuning step with (stage, done, total, loss), stage
+  /// "invert" or "tune"; it may throw (e.g. Error kInterrupted) to abandon the photo, which then
+  /// writes nothing. For front ends that show progress elsewhere than stderr (a server's job).
+  void set_step_hook(std::function<void(const std::string&, int, int, double)> hook) {
+    step_hook_ = std::move(hook);
+  }
+
  private:
   /// --with pti: tunes a copy of the generator around the pivot `r.ws`, writes the weights, and
   /// makes `r.images` the tuned reconstruction; returns the sidecar's metrics.pti.
@@ -122,6 +130,7 @@ class PhotoInverter {
   std::unique_ptr<Encoder> encoder_;
   std::unique_ptr<Lpips> lpips_;
   std::string method_;
+  std::function<void(const std::string&, int, int, double)> step_hook_;
 };
 
 }  // namespace styleclip
