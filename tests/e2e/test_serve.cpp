@@ -504,5 +504,31 @@ TEST_F(Serve, CommandStopsCleanlyOnCtrlC) {
   EXPECT_NE(r.err.find("--token"), std::string::npos) << r.err;
 }
 
+// The page in a real browser (headless Chromium, where installed: .ci/run installs it), driven
+// over the DevTools protocol by tests/browser/drive_serve_page.py: it clicks into the text
+// fields and types a prompt key by key, drags the strength and threshold sliders with the mouse,
+// and sees the preview and the channel count change; then runs a global and an optimisation job
+// from their buttons. The screenshot is kept beside the test binary (serve-page.png).
+TEST(ServePage, ChromiumTypesAPromptDragsTheSlidersAndRunsJobs) {
+  if (!fs::exists(demo_bundle() / "manifest.json")) GTEST_SKIP() << "models/demo is absent";
+  if (!fs::exists("/usr/bin/chromium"))
+    GTEST_SKIP() << "Chromium is not installed (apt install chromium)";
+  TempDir tmp;
+  const auto shot =
+      fs::path(STYLECLIP_BINARY).parent_path().parent_path() / "tests" / "serve-page.png";
+  fs::remove(shot);
+  const auto r = test::run_program(
+      {"/usr/bin/timeout", "300", STYLECLIP_PYTHON,
+       std::string(STYLECLIP_SOURCE_DIR) + "/tests/browser/drive_serve_page.py", STYLECLIP_BINARY,
+       demo_bundle().string(), (tmp / "work").string(), shot.string()});
+  if (r.code == 77) GTEST_SKIP() << r.err;
+  ASSERT_EQ(r.code, 0) << r.err << r.out;
+  const auto report = json::parse(r.out);
+  EXPECT_GT(report["strength"].get<double>(), 7.0);
+  EXPECT_EQ(report["jobs"].size(), 2U);
+  const auto pixels = read_image_rgb(shot);
+  EXPECT_GE(pixels.size(1), 1000);  // the whole page, not an empty capture
+}
+
 }  // namespace
 }  // namespace styleclip
