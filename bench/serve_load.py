@@ -42,8 +42,14 @@ class Client:
     def __init__(self, port):
         self.port = port
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        self.used = time.time()
 
     def request(self, method, path, body=None, content_type="application/json"):
+        if time.time() - self.used > 4:
+            # The server closes a connection idle for 5 s (keep-alive): open a fresh one, as a
+            # browser does, instead of taking the closed socket for a failure.
+            self.conn.close()
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
         headers = {"Content-Type": content_type} if body is not None else {}
         if isinstance(body, (dict, list)):
             body = json.dumps(body)
@@ -54,6 +60,7 @@ class Client:
         self.conn.request(method, path, body=body, headers=headers)
         r = self.conn.getresponse()
         data = r.read()
+        self.used = time.time()
         return r.status, data
 
 
@@ -193,6 +200,9 @@ def main():
                 if i == len(plan) // 8:
                     with lock:
                         warm["rss"] = rss_mb(server.pid)
+                if i % (len(plan) // 8) == 0:
+                    with lock:
+                        rss_series.append(round(rss_mb(server.pid), 1))
 
         # The reference in the same run: one client alone, previews one after another (every
         # direction cached first, as during a slider's drag).
@@ -210,6 +220,7 @@ def main():
             if st != 200:
                 failures.append({"kind": "preview alone", "status": st})
         warm = {}
+        rss_series = []
         t0 = time.time()
         threads = [threading.Thread(target=worker) for _ in range(a.clients)]
         for t in threads:
@@ -254,7 +265,8 @@ def main():
                            "server_compute_p50": round(statistics.median(compute_ms), 1),
                            "one_client_alone_p50": round(statistics.median(alone), 1),
                            "one_client_alone_p95": round(statistics.quantiles(alone, n=20)[18], 1)},
-            "server_rss_mb": {"after_warmup": round(warm.get("rss", float("nan")), 1),
+            "server_rss_mb": {"every_eighth": rss_series,
+                              "after_warmup": round(warm.get("rss", float("nan")), 1),
                               "end": round(rss_end, 1), "peak": round(peak, 1)},
             "device": info["device"], "models": info["models"]["name"],
         }

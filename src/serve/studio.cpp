@@ -34,8 +34,8 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-/// The newest this many latents and finished jobs are kept (their files stay on disk): a server
-/// that runs for weeks does not grow without bound.
+/// The most recently used this many latents and the newest finished jobs are kept (their files stay
+/// on disk): a server that runs for weeks does not grow without bound.
 constexpr size_t kKeepLatents = 256;
 constexpr size_t kKeepJobs = 512;
 /// Text directions (79 templates through CLIP) kept for the previews of a slider's drag.
@@ -186,6 +186,19 @@ struct Studio::Latent {
   std::string png, target_png;
   json info;
   double created = 0;
+  mutable std::atomic<double> used{0};  ///< when a request last named it (the least recent goes)
+  Latent() = default;
+  Latent(Latent&& o) noexcept
+      : id(std::move(o.id)),
+        name(std::move(o.name)),
+        source(std::move(o.source)),
+        ws(std::move(o.ws)),
+        png(std::move(o.png)),
+        target_png(std::move(o.target_png)),
+        info(std::move(o.info)),
+        created(o.created),
+        used(o.used.load()) {}
+  Latent& operator=(Latent&&) = delete;
   [[nodiscard]] json to_json() const {
     json j = {{"id", id},
               {"name", name},
@@ -381,12 +394,13 @@ auto on_model_thread(DeviceQueue& queue, F f) -> decltype(f()) {
 std::shared_ptr<const Studio::Latent> Studio::keep_latent(Latent latent) {
   latent.id = new_id();
   latent.created = now_seconds();
+  latent.used = latent.created;
   auto kept = std::make_shared<const Latent>(std::move(latent));
   const std::lock_guard<std::mutex> lock(mutex_);
   latents_[kept->id] = kept;
   while (latents_.size() > kKeepLatents) {
     auto oldest = std::min_element(latents_.begin(), latents_.end(), [](auto& a, auto& b) {
-      return a.second->created < b.second->created;
+      return a.second->used < b.second->used;
     });
     latents_.erase(oldest);
   }
@@ -398,9 +412,10 @@ std::shared_ptr<const Studio::Latent> Studio::find_latent(const std::string& id)
   const auto it = latents_.find(id);
   if (it == latents_.end()) {
     throw StudioError(404, "not_found",
-                      "no latent '" + id + "' (the server keeps the newest " +
-                          std::to_string(kKeepLatents) + "; add it again)");
+                      "no latent '" + id + "' (the server keeps the " +
+                          std::to_string(kKeepLatents) + " used last; add it again)");
   }
+  it->second->used = now_seconds();
   return it->second;
 }
 
@@ -648,6 +663,8 @@ void Studio::run_job(const std::shared_ptr<Job>& job) {
   job->error_code = code;
   job->result = result;
   job->finished = now_seconds();
+  job->latent.reset();  // an ended job need not keep its input in memory
+  job->settings = EngineSettings();
 }
 
 const char* Studio::error_code_name(ExitCode code) {

@@ -7,6 +7,11 @@
 
 #include <chrono>
 #include <csignal>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <fstream>
 #include <thread>
 
@@ -471,6 +476,42 @@ TEST_F(Serve, UnknownEndpointsAnswerJson) {
     EXPECT_EQ(json::parse(r->body)["code"], "not_found") << path;
   }
   EXPECT_EQ(s.http().Put("/api/jobs", "{}", "application/json")->status, 404);
+}
+
+// Clients that go away: one that stops halfway through a job request leaves no job, one that
+// posts a job and leaves does not stop it, and the server answers the next client as before.
+TEST_F(Serve, ClientsThatLeaveCostNothing) {
+  Running s(options());
+  const auto l = seed(s, 7);
+  const json body = {{"latent", l["id"]},
+                     {"method", "optimize"},
+                     {"text", "a red shape"},
+                     {"options", {{"steps", 4}}}};
+  const auto text = body.dump();
+  {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(s.port()));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    const std::string half =
+        "POST /api/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: "
+        "application/json\r\nContent-Length: " +
+        std::to_string(text.size()) + "\r\n\r\n" + text.substr(0, text.size() / 2);
+    ASSERT_EQ(write(fd, half.data(), half.size()), static_cast<ssize_t>(half.size()));
+    close(fd);
+  }
+  std::string id;
+  {
+    httplib::Client leaving("127.0.0.1", s.port());
+    const auto r = leaving.Post("/api/jobs", text, "application/json");
+    ASSERT_EQ(r->status, 202);
+    id = json::parse(r->body)["id"];
+  }  // gone before the job ends
+  EXPECT_EQ(wait_job(s, id)["state"], "done");
+  EXPECT_EQ(parse(s.http().Get("/api/jobs")).size(), 1U);  // the half-sent one made none
+  EXPECT_EQ(s.http().Get("/api/info")->status, 200);
 }
 
 TEST_F(Serve, CommandStopsCleanlyOnCtrlC) {
