@@ -155,7 +155,7 @@ def main():
                     return expect(client, {200}, "GET", f"/api/latents/{latent}/latent.pt")
                 return expect(client, {200}, "GET", "/api/info" if what == "info" else "/api/jobs")
             # Bad requests: each must be refused with its status, the server unharmed.
-            bad = r.choice([
+            bad = r.choice([  # method, path, body, expected statuses[, content type]
                 ("POST", "/api/preview", "{not json", {400}),
                 ("POST", "/api/preview", {"latent": "000000000000", "neutral": "a", "target": "b"}, {404}),
                 ("POST", "/api/preview", {"latent": latent, "neutral": "a", "target": "b", "threshold": 7}, {400}),
@@ -164,13 +164,14 @@ def main():
                 ("POST", "/api/jobs", {"latent": latent, "method": "mapper", "options": {"mapper": "../x"}}, {400}),
                 ("GET", "/api/jobs/ffffffffffff", None, {404}),
                 ("GET", "/api/nowhere", None, {404}),
-                ("POST", "/api/photos?aligned=true", "not a picture", {422}),
+                ("POST", "/api/photos?aligned=true", "not a picture", {422}, "image/png"),
+                ("POST", "/api/latents", "seed=3", {415}, "application/x-www-form-urlencoded"),
             ])
-            method, path, body, expected = bad
-            return expect(client, expected, method, path, body)
+            method, path, body, expected, *content_type = bad
+            return expect(client, expected, method, path, body, *content_type)
 
-        def expect(client, expected, method, path, body=None):
-            st, data = client.request(method, path, body)
+        def expect(client, expected, method, path, body=None, content_type="application/json"):
+            st, data = client.request(method, path, body, content_type)
             return st, expected, data
 
         def worker():

@@ -3,6 +3,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
 #include <thread>
 
 #include <pthread.h>
@@ -24,49 +25,63 @@ struct ServeCommand {
 };
 
 /// Ctrl-C and SIGTERM are taken by a thread of their own (sigwait), never by a handler that
-/// interrupts whatever runs: the first stops the server cleanly, a second ends the process.
+/// interrupts whatever runs (main blocks both before any thread starts: block_stop_signals).
+/// Before the server is up a signal ends the process at once (nothing is written yet); then the
+/// first stops the server cleanly, and a second ends the process while that waits for a job.
 class StopOnSignal {
  public:
   StopOnSignal() {
     sigemptyset(&set_);
     sigaddset(&set_, SIGINT);
     sigaddset(&set_, SIGTERM);
-    // Blocked before any thread starts, so every later thread (HTTP, models, OpenMP) inherits it.
-    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
-  }
-  void start(Server& server) {
-    thread_ = std::thread([this, &server] {
+    thread_ = std::thread([this] {
       for (int count = 0;; ++count) {
         int sig = 0;
         sigwait(&set_, &sig);
         if (done_) return;
-        if (count > 0) std::_Exit(130);
+        Server* server = server_;
+        if (server == nullptr || count > 0) std::_Exit(130);
         spdlog::info("stopping (a second Ctrl-C ends at once)");
         // Stopping waits for the running job's step: not on this thread, which must hear a
         // second signal.
-        stopper_ = std::thread([&server] { server.stop(); });
+        const std::lock_guard<std::mutex> lock(mutex_);
+        stopper_ = std::thread([server] { server->stop(); });
       }
     });
   }
+  /// From now on a signal stops `server` (and one that came already stops it at once).
+  void attach(Server& server) { server_ = &server; }
   ~StopOnSignal() { finish(); }
-  /// Ends the signal thread and waits for a stop it began (before the server goes away).
+  /// Waits for a stop that a signal began, then ends the signal thread (before the server goes
+  /// away). A second signal still ends the process while this waits.
   void finish() {
+    join_stopper();
     done_ = true;
     if (thread_.joinable()) {
       pthread_kill(thread_.native_handle(), SIGTERM);  // wakes its sigwait
       thread_.join();
     }
-    if (stopper_.joinable()) stopper_.join();
+    join_stopper();  // a signal that came while finishing
   }
 
  private:
+  void join_stopper() {
+    std::thread stopper;
+    {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      stopper.swap(stopper_);
+    }
+    if (stopper.joinable()) stopper.join();
+  }
   sigset_t set_{};
+  std::mutex mutex_;
   std::thread thread_, stopper_;
+  std::atomic<Server*> server_{nullptr};
   std::atomic<bool> done_{false};
 };
 
 int run_serve(ServeCommand& c) {
-  StopOnSignal signals;
+  StopOnSignal signals;  // Ctrl-C while the models load ends the process at once
   c.options.models = resolve_models(c.models);
   for (const auto& m : c.mappers) c.options.mappers.emplace_back(m);
   if (!(c.max_upload_mb > 0)) throw usage_error("invalid --max-upload-mb: must be positive");
@@ -82,7 +97,7 @@ int run_serve(ServeCommand& c) {
   std::fflush(stdout);
   spdlog::info("open {} in a browser; outputs go to {} (Ctrl-C stops)", url,
                c.options.out.string());
-  signals.start(server);
+  signals.attach(server);
   const bool ok = server.listen();
   signals.finish();
   server.stop();
@@ -91,6 +106,14 @@ int run_serve(ServeCommand& c) {
 }
 
 }  // namespace
+
+void block_stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
 
 void setup_serve(CLI::App& app, Registry& reg) {
   auto c = std::make_shared<ServeCommand>();

@@ -53,6 +53,9 @@ void setup_align(CLI::App& app, Registry& reg);
 void setup_invert(CLI::App& app, Registry& reg);
 void setup_latents(CLI::App& app, Registry& reg);
 void setup_serve(CLI::App& app, Registry& reg);
+/// Blocks SIGINT and SIGTERM in this thread and every thread made after it, so that `serve`'s
+/// own thread takes them (sigwait): called before the runtime starts its thread pools.
+void block_stop_signals();
 
 /// `--models DIR` with its default: $STYLECLIP_MODELS, else the bundled demonstration model.
 void add_models_option(CLI::App& app, std::string& target);

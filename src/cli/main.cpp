@@ -74,6 +74,9 @@ int main(int argc, char** argv) {
 
   setup_logging(global);
   try {
+    // `serve` takes Ctrl-C on a thread of its own; every thread must leave the signals to it,
+    // including the thread pools the runtime is about to start.
+    if (app.got_subcommand("serve")) cli::block_stop_signals();
     configure_runtime(global.threads);
     for (auto& cmd : registry) {
       if (cmd.app->parsed()) return cmd.run();

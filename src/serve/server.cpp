@@ -3,7 +3,12 @@
 // touches the models goes through the Studio's model thread.
 #include <styleclip/serve/server.h>
 
+#include <atomic>
 #include <chrono>
+#include <thread>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <httplib.h>
 #include <spdlog/spdlog.h>
@@ -86,6 +91,11 @@ void answer(httplib::Response& res, F work) {
 }
 
 json body_json(const httplib::Request& req) {
+  // Only JSON: a page on another site can post a form or plain text here without asking, but not
+  // JSON (the browser would ask first, and this server does not say yes).
+  if (req.get_header_value("Content-Type").rfind("application/json", 0) != 0) {
+    throw StudioError(415, "usage", "send the request as JSON (Content-Type: application/json)");
+  }
   if (req.body.empty()) return json::object();
   try {
     return json::parse(req.body);
@@ -113,8 +123,42 @@ bool same_secret(const std::string& a, const std::string& b) {
 }  // namespace
 
 bool is_loopback_host(const std::string& host) {
-  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+  if (host == "localhost") return true;
+  in_addr v4{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  return inet_pton(AF_INET6, host.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
 }
+
+namespace {
+
+/// The host part of a Host header ("127.0.0.1:8080" → "127.0.0.1", "[::1]:80" → "::1").
+std::string host_of(const std::string& header) {
+  if (!header.empty() && header.front() == '[') {
+    const auto end = header.find(']');
+    return end == std::string::npos ? header : header.substr(1, end - 1);
+  }
+  return header.substr(0, header.find(':'));
+}
+
+/// Why a browser's request may not reach the API, or empty. Without a token the server trusts
+/// loopback only, so a request must name a loopback host (a web page whose name was made to point
+/// at 127.0.0.1 — DNS rebinding — names its own) and come from this server's own page (another
+/// site's page may send a request but carries its own Origin).
+std::string foreign_request(const httplib::Request& req) {
+  const auto host = req.get_header_value("Host");
+  if (!is_loopback_host(host_of(host))) {
+    return "this server answers requests for 127.0.0.1 or localhost only, not '" + host +
+           "' (serve --token lets other names in)";
+  }
+  const auto origin = req.get_header_value("Origin");
+  if (!origin.empty() && origin != "http://" + host) {
+    return "requests from another site's page ('" + origin + "') are refused";
+  }
+  return {};
+}
+
+}  // namespace
 
 struct Server::Impl {
   explicit Impl(const ServeOptions& o) : options(o), studio(o) {}
@@ -122,23 +166,31 @@ struct Server::Impl {
   Studio studio;
   httplib::Server http;
   int port = 0;
+  std::atomic<bool> stop_requested{false}, listening{false}, listen_returned{false};
 
   void routes();
 };
 
 void Server::Impl::routes() {
-  http.new_task_queue = [] { return new httplib::ThreadPool(16); };
+  // A keep-alive connection holds a thread between its requests (a page polling its jobs does),
+  // and a waiting preview holds one too: far more threads than previews may wait, so that a
+  // job's status or its cancel is always answered.
+  http.new_task_queue = [] { return new httplib::ThreadPool(32); };
   // A little more than the largest upload: httplib answers 413 itself beyond it.
   http.set_payload_max_length(static_cast<size_t>(options.max_upload_bytes) + (64 << 10));
   // httplib writes headers and body in separate sends: without TCP_NODELAY each answer waits
   // for the client's delayed ACK (40 ms a preview, measured by bench/serve_load.py).
   http.set_tcp_nodelay(true);
-  http.set_keep_alive_max_count(1000);  // a page polls jobs; reconnecting each 5 requests is waste
+  http.set_keep_alive_max_count(100);  // a polling page reconnects every 50 s, not every 2.5 s
   http.set_read_timeout(30, 0);
   http.set_write_timeout(30, 0);
   http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (options.token.empty() || req.path.rfind("/api/", 0) != 0) {
-      return httplib::Server::HandlerResponse::Unhandled;
+    if (req.path.rfind("/api/", 0) != 0) return httplib::Server::HandlerResponse::Unhandled;
+    if (options.token.empty()) {
+      const auto why = foreign_request(req);
+      if (why.empty()) return httplib::Server::HandlerResponse::Unhandled;
+      send_error(res, 403, "forbidden", why);
+      return httplib::Server::HandlerResponse::Handled;
     }
     const auto header = req.get_header_value("Authorization");
     const std::string bearer = "Bearer ";
@@ -207,14 +259,13 @@ void Server::Impl::routes() {
           params[key] = value;
         }
       }
-      if (req.get_header_value("Content-Type") == "application/x-www-form-urlencoded") {
+      // The picture's bytes with an image type (a form from another site cannot send that).
+      if (req.get_header_value("Content-Type").rfind("image/", 0) != 0) {
         throw StudioError(415, "usage",
-                          "send the picture's bytes as they are, e.g. curl --data-binary @face.png "
-                          "-H 'Content-Type: image/png'");
+                          "send the picture's bytes as they are with its type, e.g. curl "
+                          "--data-binary @face.png -H 'Content-Type: image/png'");
       }
-      const std::string& bytes =
-          req.is_multipart_form_data() ? req.get_file_value("photo").content : req.body;
-      send_json(res, studio.add_photo(bytes, params), 202);
+      send_json(res, studio.add_photo(req.body, params), 202);
     });
   });
   http.Post("/api/preview", [this](const httplib::Request& req, httplib::Response& res) {
@@ -265,10 +316,22 @@ Server::~Server() { stop(); }
 
 int Server::port() const { return impl_->port; }
 
-bool Server::listen() { return impl_->http.listen_after_bind(); }
+bool Server::listen() {
+  impl_->listening = true;
+  bool ok = true;
+  if (!impl_->stop_requested) ok = impl_->http.listen_after_bind();
+  impl_->listen_returned = true;
+  return ok;
+}
 
 void Server::stop() {
   if (!impl_) return;
+  impl_->stop_requested = true;
+  // httplib's stop() does nothing before its listen loop runs: wait for the loop (or for
+  // listen() to see the request) so that a stop asked for early is not lost.
+  while (impl_->listening && !impl_->listen_returned && !impl_->http.is_running()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   impl_->http.stop();
   impl_->studio.shutdown();
 }

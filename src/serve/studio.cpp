@@ -134,17 +134,33 @@ std::string read_bytes(const fs::path& path) {
 }
 
 /// The picture formats an upload may be, by their first bytes (the name a client sends is not
-/// trusted, and nothing it names reaches the disk).
+/// trusted, and nothing it names reaches the disk): PNG and JPEG, whose size the header tells
+/// before anything is decoded.
 std::string picture_extension(const std::string& bytes) {
   auto starts = [&](const std::string& magic) {
     return bytes.compare(0, magic.size(), magic) == 0;
   };
   if (starts("\x89PNG\r\n\x1a\n")) return ".png";
   if (starts("\xff\xd8\xff")) return ".jpg";
-  if (starts("RIFF") && bytes.size() > 12 && bytes.compare(8, 4, "WEBP") == 0) return ".webp";
-  if (starts("BM")) return ".bmp";
-  throw input_error("the upload is not a PNG, JPEG, WebP or BMP picture");
+  throw input_error("the upload is not a PNG or JPEG picture");
 }
+
+/// Removes a file when it goes out of scope unless told to keep it.
+class RemoveUnlessKept {
+ public:
+  explicit RemoveUnlessKept(fs::path path) : path_(std::move(path)) {}
+  ~RemoveUnlessKept() {
+    std::error_code ec;
+    if (!kept_) fs::remove(path_, ec);
+  }
+  RemoveUnlessKept(const RemoveUnlessKept&) = delete;
+  RemoveUnlessKept& operator=(const RemoveUnlessKept&) = delete;
+  void keep() { kept_ = true; }
+
+ private:
+  fs::path path_;
+  bool kept_ = false;
+};
 
 }  // namespace
 
@@ -182,6 +198,7 @@ struct Studio::Models {
 
 struct Studio::Latent {
   std::string id, name, source;
+  std::string root;  ///< the name of the seed or photo it comes from
   torch::Tensor ws;  ///< [1, num_ws, w_dim] on the CPU
   std::string png, target_png;
   json info;
@@ -192,6 +209,7 @@ struct Studio::Latent {
       : id(std::move(o.id)),
         name(std::move(o.name)),
         source(std::move(o.source)),
+        root(std::move(o.root)),
         ws(std::move(o.ws)),
         png(std::move(o.png)),
         target_png(std::move(o.target_png)),
@@ -251,7 +269,9 @@ struct Studio::Job {
 Studio::Studio(ServeOptions options)
     : options_(std::move(options)),
       models_(std::make_unique<Models>()),
-      queue_(options_.max_waiting_previews, options_.max_waiting_jobs) {
+      // The queue's own job limit only backs up the Studio's count of waiting jobs (post), which
+      // leaves out cancelled ones still in the queue.
+      queue_(options_.max_waiting_previews, 4 * options_.max_waiting_jobs + 16) {
   auto& m = *models_;
   m.device = parse_device(options_.device);
   m.precision = parse_precision(options_.precision, m.device);
@@ -290,7 +310,10 @@ Studio::Studio(ServeOptions options)
     }
   });
   auto loaded = load.get_future();
-  queue_.post_job([&load] { load(); });
+  if (options_.max_waiting_jobs < 1 || options_.max_waiting_previews < 1) {
+    throw usage_error("invalid --max-jobs: must be 1 or more");
+  }
+  if (!queue_.post_job([&load] { load(); })) throw usage_error("the model thread is not running");
   loaded.get();
   ensure_output_dir(options_.out);
 }
@@ -377,8 +400,9 @@ json Studio::info() const {
 
 /// Runs `f` on the model thread as a quick task and returns its answer (or throws its error).
 template <class F>
-auto on_model_thread(DeviceQueue& queue, F f) -> decltype(f()) {
+auto on_model_thread(DeviceQueue& queue, const std::atomic<bool>& stopping, F f) -> decltype(f()) {
   using R = decltype(f());
+  if (stopping) throw StudioError(503, "stopping", "the server is stopping");
   auto task = std::make_shared<std::packaged_task<R()>>(std::move(f));
   auto answer = task->get_future();
   if (!queue.post_quick([task] { (*task)(); })) {
@@ -438,7 +462,7 @@ json Studio::add_seed(const json& request) {
   const auto& g = models_->bundle->generator();
   check_seeds({seed}, g, options_.models);
   class_index = check_class(class_index, g, options_.models, true, "seed");
-  Latent latent = on_model_thread(queue_, [&] {
+  Latent latent = on_model_thread(queue_, stopping_, [&] {
     Latent l;
     auto items = collect_inputs(*models_->gen, {seed}, truncation, class_index, {});
     l.name = items.at(0).name;
@@ -447,6 +471,7 @@ json Studio::add_seed(const json& request) {
     return l;
   });
   latent.source = "seed";
+  latent.root = latent.name;
   latent.info = {{"seed", seed}, {"truncation", truncation}};
   if (class_index) latent.info["class"] = *class_index;
   return keep_latent(std::move(latent))->to_json();
@@ -510,30 +535,45 @@ json Studio::preview(const json& request) {
   }
   (void)flag_field(request, "templates", true);
   const auto client = text_field(request, "client", "");
-  uint64_t serial = 0;
+  if (stopping_) throw StudioError(503, "stopping", "the server is stopping");
+  const auto queued = std::chrono::steady_clock::now();
+  std::future<json> answer;
   {
+    // The newest preview a client has *queued* replaces its older ones: the number is taken
+    // and the task queued under one lock, so a refused preview (busy) replaces nothing and the
+    // task's check below cannot run before the number is recorded.
     const std::lock_guard<std::mutex> lock(mutex_);
-    serial = ++serial_;
+    const uint64_t serial = ++serial_;
+    auto task = std::make_shared<std::packaged_task<json()>>(
+        [this, &request, latent, client, serial, queued] {
+          if (!client.empty()) {
+            const std::lock_guard<std::mutex> check(mutex_);
+            const auto it = preview_serial_.find(client);
+            if (it != preview_serial_.end() && it->second != serial) {
+              throw StudioError(409, "superseded",
+                                "a newer preview from this client replaced this one");
+            }
+          }
+          auto result = render_preview(request, *latent);
+          result["queued_ms"] =
+              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - queued)
+                  .count();
+          return result;
+        });
+    answer = task->get_future();
+    if (!queue_.post_quick([task] { (*task)(); })) {
+      throw StudioError(503, "busy", "too many previews are waiting: try again in a moment");
+    }
     if (!client.empty()) {
       if (preview_serial_.size() > 4096) preview_serial_.clear();  // bounded; harmless to forget
       preview_serial_[client] = serial;
     }
   }
-  const auto queued = std::chrono::steady_clock::now();
-  return on_model_thread(queue_, [&] {
-    if (!client.empty()) {
-      const std::lock_guard<std::mutex> lock(mutex_);
-      const auto it = preview_serial_.find(client);
-      if (it != preview_serial_.end() && it->second != serial) {
-        throw StudioError(409, "superseded", "a newer preview from this client replaced this one");
-      }
-    }
-    auto answer = render_preview(request, *latent);
-    answer["queued_ms"] =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - queued)
-            .count();
-    return answer;
-  });
+  try {
+    return answer.get();
+  } catch (const std::future_error&) {  // dropped unrun: the queue stopped
+    throw StudioError(503, "stopping", "the server is stopping");
+  }
 }
 
 json Studio::render_preview(const json& request, const Latent& latent) {
@@ -599,6 +639,15 @@ json Studio::post(const std::shared_ptr<Job>& job) {
   job->created = now_seconds();
   {
     const std::lock_guard<std::mutex> lock(mutex_);
+    if (stopping_) throw StudioError(503, "stopping", "the server is stopping");
+    // Jobs that wait count, cancelled ones do not (they leave the queue when their turn comes).
+    size_t waiting = 0;
+    for (const auto& [id, j] : jobs_) waiting += j->state == "queued" ? 1 : 0;
+    if (waiting >= options_.max_waiting_jobs) {
+      throw StudioError(503, "busy",
+                        "too many jobs are waiting (" + std::to_string(options_.max_waiting_jobs) +
+                            "): try again when one has finished (serve --max-jobs)");
+    }
     jobs_[job->id] = job;
     // Forget the oldest finished jobs beyond the limit (their files stay on disk).
     size_t ended = 0;
@@ -617,9 +666,10 @@ json Studio::post(const std::shared_ptr<Job>& job) {
   if (!queue_.post_job([this, job] { run_job(job); })) {
     const std::lock_guard<std::mutex> lock(mutex_);
     jobs_.erase(job->id);
-    throw StudioError(503, "busy",
-                      "too many jobs are waiting (" + std::to_string(options_.max_waiting_jobs) +
-                          "): try again when one has finished");
+    throw StudioError(503, stopping_ ? "stopping" : "busy",
+                      stopping_ ? std::string("the server is stopping")
+                                : "too many cancelled jobs are still in the queue: try again when "
+                                  "the running job has finished");
   }
   const std::lock_guard<std::mutex> lock(mutex_);
   return job->to_json();
@@ -629,9 +679,12 @@ void Studio::run_job(const std::shared_ptr<Job>& job) {
   {
     const std::lock_guard<std::mutex> lock(mutex_);
     if (job->cancel || stopping_) {
-      job->state = "cancelled";
-      job->error = stopping_ ? "the server stopped" : "cancelled before it started";
-      job->error_code = "cancelled";
+      if (job->state == "queued") {
+        job->state = "cancelled";
+        job->error = stopping_ ? "the server stopped" : "cancelled before it started";
+        job->error_code = "cancelled";
+        job->finished = now_seconds();
+      }
       return;
     }
     job->state = "running";
@@ -777,7 +830,10 @@ json Studio::run_edit_job(Job& job) {
     save_tensor_pt(base + ".latent.pt", r.ws.slice(0, 0, 1));
     files["latent"] = base + ".latent.pt";
     Latent l;
-    l.name = job.latent->name + "." + slug(prompt);
+    // Named after the seed or photo it came from and this edit only (a chain of edits would
+    // otherwise grow past the file system's name limit); `info.from` links the chain.
+    l.name = job.latent->root + "." + slug(prompt);
+    l.root = job.latent->root;
     l.source = "edit";
     l.ws = r.ws.slice(0, 0, 1).to(torch::kCPU, torch::kFloat32);
     l.png = m.render(l.ws);
@@ -876,6 +932,7 @@ json Studio::add_photo(const std::string& bytes, const json& params) {
 
 json Studio::run_photo_job(Job& job) {
   auto& m = *models_;
+  RemoveUnlessKept upload(job.upload);  // the crop and the latent are what is kept
   PhotoInverter inverter(*m.bundle, options_.models, *m.gen, &*m.clip,
                          m.identity ? &*m.identity : nullptr, job.photo, options_.out / "photos");
   inverter.set_step_hook([&](const std::string& stage, int done, int total, double loss) {
@@ -893,6 +950,7 @@ json Studio::run_photo_job(Job& job) {
   Latent l;
   l.name = face.name;
   l.source = "photo";
+  l.root = l.name;
   l.ws = face.ws.to(torch::kCPU, torch::kFloat32);
   l.png = m.render(l.ws);
   l.target_png = encode_png(to_generator_range(face.crop));
@@ -926,8 +984,13 @@ json Studio::cancel(const std::string& id) {
   if (j->ended()) {
     throw StudioError(409, "ended", "job '" + id + "' has already ended (" + j->state + ")");
   }
-  j->cancel =
-      true;  // a waiting job is skipped when its turn comes; a running one stops at its next step
+  j->cancel = true;  // a running job stops at its next step; a waiting one is skipped
+  if (j->state == "queued") {
+    j->state = "cancelled";
+    j->error = "cancelled before it started";
+    j->error_code = "cancelled";
+    j->finished = now_seconds();
+  }
   return j->to_json();
 }
 

@@ -234,30 +234,39 @@ TEST_F(Serve, PreviewEqualsTheCliGlobalEdit) {
   }
 }
 
+// Twelve previews at once from one client (a fast drag without the page's own pacing): each is
+// answered, replaced by a newer one (409), or refused because eight already wait (503 busy);
+// the newest settings get a picture.
 TEST_F(Serve, ConcurrentPreviewsFromOneClientEndWithTheNewest) {
   Running s(options());
   const auto l = seed(s, 1);
   std::vector<int> statuses(12);
+  std::vector<std::string> codes(12);
   std::vector<std::thread> threads;
   for (int i = 0; i < 12; ++i) {
     threads.emplace_back([&, i] {
       httplib::Client c("127.0.0.1", s.port());
-      const json body = {{"latent", l["id"]},
-                         {"neutral", "a shape"},
-                         {"target", "a red shape"},
-                         {"strength", 0.5 * i},
-                         {"client", "slider"}};
+      const json body = {{"latent", l["id"]}, {"neutral", "a shape"}, {"target", "a red shape"},
+                         {"strength", 0.5 * i}, {"client", "slider"}};
       const auto r = c.Post("/api/preview", body.dump(), "application/json");
       statuses[static_cast<size_t>(i)] = r ? r->status : -1;
+      if (r && r->status != 200) codes[static_cast<size_t>(i)] = json::parse(r->body)["code"];
     });
   }
   for (auto& t : threads) t.join();
   int ok = 0;
-  for (const int st : statuses) {
-    EXPECT_TRUE(st == 200 || st == 409) << st;  // answered, or replaced by a newer one
+  for (size_t i = 0; i < statuses.size(); ++i) {
+    const int st = statuses[i];
+    EXPECT_TRUE((st == 200) || (st == 409 && codes[i] == "superseded") ||
+                (st == 503 && codes[i] == "busy"))
+        << st << " " << codes[i];
     ok += st == 200 ? 1 : 0;
   }
   EXPECT_GE(ok, 1);
+  // Once the burst is over, the same client's next preview is answered.
+  const json last = {{"latent", l["id"]}, {"neutral", "a shape"}, {"target", "a red shape"},
+                     {"client", "slider"}};
+  EXPECT_EQ(s.http().Post("/api/preview", last.dump(), "application/json")->status, 200);
 }
 
 TEST_F(Serve, JobsMatchTheCliAndOfferTheirFiles) {
@@ -306,6 +315,8 @@ TEST_F(Serve, JobsMatchTheCliAndOfferTheirFiles) {
       wait_job(s, parse(s.http().Post("/api/jobs", mapper.dump(), "application/json"))["id"]);
   EXPECT_EQ(m["state"], "done") << m.dump();
   EXPECT_EQ(m["result"]["prompt"], "a red shape");
+  // An edit of an edit is named after the seed and its own prompt (a chain stays short).
+  EXPECT_EQ(m["result"]["latent"]["name"], "seed0002.a-red-shape");
   const json global = {{"latent", l["id"]},
                        {"method", "global"},
                        {"text", "a blue shape"},
@@ -384,9 +395,18 @@ TEST_F(Serve, JobsCancelAndPreviewsOvertakeThem) {
   const auto p = s.http().Post("/api/preview", request.dump(), "application/json");
   EXPECT_EQ(p->status, 200);
   EXPECT_EQ(parse(s.http().Get("/api/jobs/" + first["id"].get<std::string>()))["state"], "running");
-  // Cancel the waiting one, then the running one; neither leaves files.
+  // Cancel the waiting one (at once: it frees its place), then the running one; neither leaves
+  // files.
   const auto c2 = s.http().Delete("/api/jobs/" + second["id"].get<std::string>());
   EXPECT_EQ(c2->status, 200);
+  EXPECT_EQ(json::parse(c2->body)["state"], "cancelled");
+  EXPECT_EQ(s.http().Delete("/api/jobs/" + second["id"].get<std::string>())->status, 409);
+  const auto third_again = s.http().Post("/api/jobs", endless.dump(), "application/json");
+  EXPECT_EQ(third_again->status, 202) << third_again->body;
+  EXPECT_EQ(s.http()
+                .Delete("/api/jobs/" + json::parse(third_again->body)["id"].get<std::string>())
+                ->status,
+            200);
   const auto c1 = s.http().Delete("/api/jobs/" + first["id"].get<std::string>());
   EXPECT_EQ(c1->status, 200);
   const auto j1 = wait_job(s, first["id"]);
@@ -438,8 +458,14 @@ TEST_F(Serve, PhotosAreInvertedAndUploadsLimited) {
   }
   r = s.http().Post("/api/photos?aligned=true", "", "image/png");
   EXPECT_EQ(r->status, 400);
-  // Nothing refused was kept: only the one accepted upload is on disk.
-  EXPECT_EQ(test::files_with(tmp_ / "serve-out" / "uploads", ".png").size(), 1U);
+  r = s.http().Post("/api/photos?aligned=true", std::string("RIFF\x10\0\0\0WEBPVP8 ", 16),
+                    "image/webp");
+  EXPECT_EQ(r->status, 422);  // only formats whose size the header tells before decoding
+  EXPECT_NE(r->body.find("PNG or JPEG"), std::string::npos) << r->body;
+  // Nothing refused was kept, and the accepted one went when its job ended (its crop and
+  // inversion are what is kept).
+  EXPECT_TRUE(test::files_with(tmp_ / "serve-out" / "uploads", "").empty());
+  EXPECT_EQ(test::files_with(tmp_ / "serve-out" / "photos", ".latent.pt").size(), 1U);
 }
 
 TEST_F(Serve, TokenGuardsTheApiAndOtherHostsNeedOne) {
@@ -466,6 +492,43 @@ TEST_F(Serve, TokenGuardsTheApiAndOtherHostsNeedOne) {
   EXPECT_TRUE(is_loopback_host("::1"));
   EXPECT_FALSE(is_loopback_host("192.168.1.2"));
   EXPECT_FALSE(is_loopback_host("0.0.0.0"));
+}
+
+// Without a token only this machine's own page may use the API: another host name (a name made
+// to point at 127.0.0.1 by another site) and another site's page are refused, and so are
+// requests a page on another site could send without asking first (forms, plain text).
+TEST_F(Serve, OtherSitesAndHostNamesAreRefused) {
+  Running s(options());
+  auto r = s.http().Get("/api/info", {{"Host", "evil.example:80"}});
+  EXPECT_EQ(r->status, 403);
+  EXPECT_EQ(json::parse(r->body)["code"], "forbidden");
+  r = s.http().Post("/api/latents", {{"Origin", "http://evil.example"}}, R"({"seed": 1})",
+                    "application/json");
+  EXPECT_EQ(r->status, 403);
+  r = s.http().Post("/api/latents", R"({"seed": 1})", "text/plain");
+  EXPECT_EQ(r->status, 415);
+  r = s.http().Post("/api/latents", {{"Origin", "http://127.0.0.1:" + std::to_string(s.port())}},
+                    R"({"seed": 1})", "application/json");
+  EXPECT_EQ(r->status, 201) << r->body;  // the page's own origin
+  EXPECT_EQ(s.http().Get("/api/info", {{"Host", "localhost:" + std::to_string(s.port())}})->status,
+            200);
+  // With a token, any name may be used (the token is the guard).
+  auto o = options();
+  o.token = "t0k";
+  Running guarded(o);
+  EXPECT_EQ(guarded.http()
+                .Get("/api/info", {{"Host", "studio.example"}, {"Authorization", "Bearer t0k"}})
+                ->status,
+            200);
+}
+
+// A stop asked for before listening is not lost: listen() returns at once.
+TEST_F(Serve, StopBeforeListenIsKept) {
+  Server server(options());
+  server.stop();
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(server.listen());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
 }
 
 TEST_F(Serve, UnknownEndpointsAnswerJson) {

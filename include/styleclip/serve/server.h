@@ -11,9 +11,10 @@
 //   GET  /api/jobs[/ID]              jobs with progress and results
 //   DELETE /api/jobs/ID              cancel
 //   GET  /api/jobs/ID/files/KEY      image, before, compare, latent, styles, sidecar
-// Errors are JSON {"error": message, "code": name} with 400 (usage), 401 (token), 404, 409
-// (superseded, ended, or the bundle cannot do it), 413 (too large), 422 (input unusable), 503
-// (busy or stopping).
+// Errors are JSON {"error": message, "code": name} with 400 (usage), 401 (token), 403 (another
+// site's page or host name, without a token), 404, 409 (superseded, ended, or the bundle cannot
+// do it), 413 (too large), 415 (not JSON, not a picture), 422 (input unusable), 503 (busy or
+// stopping).
 #pragma once
 
 #include <memory>
@@ -38,9 +39,10 @@ class Server {
 
   /// The port bound (the chosen one for --port 0).
   [[nodiscard]] int port() const;
-  /// Serves until stop(); returns false when listening failed.
+  /// Serves until stop() (at once when stop() came first); false when listening failed.
   bool listen();
-  /// Stops listening, cancels the jobs and stops the model thread; safe from any thread.
+  /// Stops listening, cancels the jobs and stops the model thread; from any thread, before or
+  /// during listen(). Destroy the Server only after listen() has returned.
   void stop();
 
  private:

@@ -46,7 +46,7 @@ struct ServeOptions {
   std::string face_detector;                   ///< empty: the bundle's, if any
   int64_t max_upload_bytes = 20 << 20;
   int64_t max_pixels = 50'000'000;  ///< uploads with more pixels are refused before decoding
-  size_t max_waiting_previews = 32;
+  size_t max_waiting_previews = 8;  // well below the HTTP threads (32): others stay answered
   size_t max_waiting_jobs = 16;
   int max_invert_steps = 1000;  ///< the most projector steps one upload may ask for
 };
