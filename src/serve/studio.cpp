@@ -8,6 +8,9 @@
 #include <deque>
 #include <fstream>
 #include <future>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <random>
 #include <set>
 #include <sstream>
@@ -718,6 +721,13 @@ void Studio::run_job(const std::shared_ptr<Job>& job) {
   job->finished = now_seconds();
   job->latent.reset();  // an ended job need not keep its input in memory
   job->settings = EngineSettings();
+#ifdef __GLIBC__
+  // A job frees what it allocated, but glibc keeps the freed small blocks of its heap: after 400
+  // global jobs one after another on the demonstration bundle the server held 423 MB, and 289 MB
+  // once malloc_trim had run. A server that runs for weeks gives it back after each job
+  // (milliseconds, on the model thread, between jobs).
+  malloc_trim(0);
+#endif
 }
 
 const char* Studio::error_code_name(ExitCode code) {
