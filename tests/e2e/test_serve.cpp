@@ -246,8 +246,11 @@ TEST_F(Serve, ConcurrentPreviewsFromOneClientEndWithTheNewest) {
   for (int i = 0; i < 12; ++i) {
     threads.emplace_back([&, i] {
       httplib::Client c("127.0.0.1", s.port());
-      const json body = {{"latent", l["id"]}, {"neutral", "a shape"}, {"target", "a red shape"},
-                         {"strength", 0.5 * i}, {"client", "slider"}};
+      const json body = {{"latent", l["id"]},
+                         {"neutral", "a shape"},
+                         {"target", "a red shape"},
+                         {"strength", 0.5 * i},
+                         {"client", "slider"}};
       const auto r = c.Post("/api/preview", body.dump(), "application/json");
       statuses[static_cast<size_t>(i)] = r ? r->status : -1;
       if (r && r->status != 200) codes[static_cast<size_t>(i)] = json::parse(r->body)["code"];
@@ -264,8 +267,8 @@ TEST_F(Serve, ConcurrentPreviewsFromOneClientEndWithTheNewest) {
   }
   EXPECT_GE(ok, 1);
   // Once the burst is over, the same client's next preview is answered.
-  const json last = {{"latent", l["id"]}, {"neutral", "a shape"}, {"target", "a red shape"},
-                     {"client", "slider"}};
+  const json last = {
+      {"latent", l["id"]}, {"neutral", "a shape"}, {"target", "a red shape"}, {"client", "slider"}};
   EXPECT_EQ(s.http().Post("/api/preview", last.dump(), "application/json")->status, 200);
 }
 
