@@ -3,8 +3,10 @@
 
 Starts `styleclip serve` on a free loopback port, opens its page in Chromium, clicks into the
 neutral and target fields and types into them (real key input through the DevTools protocol),
-waits for the global preview, drags the strength slider with the mouse, and checks that the
-preview image and the channel count change. Keeps a screenshot of the page.
+waits for the global preview, drags the strength and threshold sliders with the mouse, and checks
+that the preview image and the channel count change; then runs a global and an optimisation job
+from their buttons, and uploads a picture through the file chooser to be inverted. Keeps a
+screenshot of the page.
 
 Chromium is driven over --remote-debugging-pipe (the DevTools protocol as NUL-terminated JSON on
 file descriptors 3 and 4): no WebSocket library, nothing beyond Python's standard library.
@@ -196,11 +198,35 @@ def main():
         jobs = browser.js("[...document.querySelectorAll('#jobs .job')].map(j => j.textContent)")
         if len(jobs) != 2 or not all("done" in j for j in jobs):
             raise RuntimeError(f"the jobs did not finish: {jobs}")
+        # The picture the README shows: the seed, its preview and the two jobs.
         shot = browser.call("Page.captureScreenshot", {"format": "png"})
         with open(screenshot, "wb") as f:
             f.write(base64.b64decode(shot["data"]))
+        # A photo from the file chooser: the optimisation's output picture (an aligned 64 px
+        # crop), uploaded and inverted with 20 steps; it becomes the chosen latent.
+        photos = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(work, "serve-out", "results"))
+                  for f in fs if f.endswith(".optimize.png")]
+        if not photos:
+            raise RuntimeError("the optimisation job wrote no picture to upload")
+        document = browser.call("DOM.getDocument")["root"]["nodeId"]
+        chooser = browser.call("DOM.querySelector", {"nodeId": document, "selector": "#photo"})
+        browser.call("DOM.setFileInputFiles", {"nodeId": chooser["nodeId"], "files": photos[:1]})
+        browser.js("document.getElementById('invert-steps').value = ''")
+        browser.type_into("invert-steps", "20")
+        thumbs = browser.js("document.querySelectorAll('#thumbs img').length")
+        browser.click("upload")
+        browser.wait_for(f"document.querySelectorAll('#thumbs img').length > {thumbs} && "
+                         "[...document.querySelectorAll('#jobs .job')].some(j => "
+                         "j.textContent.startsWith('photo done'))", "the photo's inversion", 120)
+        browser.wait_for("(document.getElementById('after').getAttribute('src') || '')"
+                         ".startsWith('data:image/png') && document.getElementById('before').complete",
+                         "the photo's preview")
+        chosen = browser.js("document.querySelector('#thumbs img.chosen').title")
+        if not chosen.startswith("upload-"):
+            raise RuntimeError(f"the inverted photo was not chosen: {chosen!r}")
         print(json.dumps({"url": url, "strength": strength, "channels_before": channels_first,
-                          "channels_after": channels, "jobs": jobs, "screenshot": screenshot}))
+                          "channels_after": channels, "jobs": jobs, "photo": chosen,
+                          "screenshot": screenshot}))
         return 0
     except Exception as e:  # one line for the test's log
         print(f"serve page: {e}", file=sys.stderr)

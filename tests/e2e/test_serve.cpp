@@ -615,8 +615,9 @@ TEST_F(Serve, CommandStopsCleanlyOnCtrlC) {
 // over the DevTools protocol by tests/browser/drive_serve_page.py: it clicks into the text
 // fields and types a prompt key by key, drags the strength and threshold sliders with the mouse,
 // and sees the preview and the channel count change; then runs a global and an optimisation job
-// from their buttons. The screenshot is kept beside the test binary (serve-page.png).
-TEST(ServePage, ChromiumTypesAPromptDragsTheSlidersAndRunsJobs) {
+// from their buttons, and uploads a picture through the file chooser to be inverted. The
+// screenshot is kept beside the test binary (serve-page.png).
+TEST(ServePage, ChromiumTypesAPromptDragsTheSlidersRunsJobsAndUploads) {
   if (!fs::exists(demo_bundle() / "manifest.json")) GTEST_SKIP() << "models/demo is absent";
   if (!fs::exists("/usr/bin/chromium"))
     GTEST_SKIP() << "Chromium is not installed (apt install chromium)";
@@ -633,6 +634,7 @@ TEST(ServePage, ChromiumTypesAPromptDragsTheSlidersAndRunsJobs) {
   const auto report = json::parse(r.out);
   EXPECT_GT(report["strength"].get<double>(), 7.0);
   EXPECT_EQ(report["jobs"].size(), 2U);
+  EXPECT_EQ(report["photo"].get<std::string>().rfind("upload-", 0), 0U);
   const auto pixels = read_image_rgb(shot);
   EXPECT_GE(pixels.size(1), 1000);  // the whole page, not an empty capture
 }
