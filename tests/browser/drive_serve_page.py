@@ -12,6 +12,8 @@ Chromium is driven over --remote-debugging-pipe (the DevTools protocol as NUL-te
 file descriptors 3 and 4): no WebSocket library, nothing beyond Python's standard library.
 
 usage: drive_serve_page.py STYLECLIP MODELS WORKDIR SCREENSHOT [CHROMIUM]
+With STYLECLIP_SERVE_TOKEN set, the server runs with --token and the page is opened at the
+address it prints (the token in its fragment), as a user of a guarded server would.
 exit: 0 passed, 1 failed (the reason on stderr), 77 Chromium is not installed (skip).
 """
 import base64
@@ -133,8 +135,10 @@ def main():
         print("Chromium is not installed (apt install chromium)", file=sys.stderr)
         return 77
     os.makedirs(work, exist_ok=True)
+    token = os.environ.get("STYLECLIP_SERVE_TOKEN", "")
     server = subprocess.Popen([styleclip, "serve", "--models", models, "--port", "0",
-                               "--out", os.path.join(work, "serve-out")],
+                               "--out", os.path.join(work, "serve-out")] +
+                              (["--token", token] if token else []),
                               stdout=subprocess.PIPE, stderr=open(os.path.join(work, "serve.log"), "w"),
                               text=True)
     browser = None
@@ -146,7 +150,8 @@ def main():
         url = m.group(1)
         browser = Browser(chromium, os.path.join(work, "profile"))
         browser.call("Page.navigate", {"url": url})
-        browser.wait_for(f"location.href === {json.dumps(url)} && document.readyState === 'complete'",
+        page = url.split("#")[0]  # the page takes the token out of the address bar
+        browser.wait_for(f"location.href === {json.dumps(page)} && document.readyState === 'complete'",
                          "the page to load")
         # The page samples seed 0 by itself when the server has no latent yet.
         browser.wait_for("(() => { const i = document.getElementById('before');"

@@ -637,6 +637,14 @@ TEST(ServePage, ChromiumTypesAPromptDragsTheSlidersRunsJobsAndUploads) {
   EXPECT_EQ(report["photo"].get<std::string>().rfind("upload-", 0), 0U);
   const auto pixels = read_image_rgb(shot);
   EXPECT_GE(pixels.size(1), 1000);  // the whole page, not an empty capture
+  // The same behind a token: the page takes it from the address the server prints.
+  setenv("STYLECLIP_SERVE_TOKEN", "page-secret", 1);
+  const auto guarded = test::run_program(
+      {"/usr/bin/timeout", "300", STYLECLIP_PYTHON,
+       std::string(STYLECLIP_SOURCE_DIR) + "/tests/browser/drive_serve_page.py", STYLECLIP_BINARY,
+       demo_bundle().string(), (tmp / "guarded").string(), (tmp / "guarded.png").string()});
+  unsetenv("STYLECLIP_SERVE_TOKEN");
+  EXPECT_EQ(guarded.code, 0) << guarded.err << guarded.out;
 }
 
 }  // namespace
