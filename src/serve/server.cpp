@@ -40,23 +40,6 @@ int status_of(ExitCode code) {
   }
 }
 
-const char* code_of(ExitCode code) {
-  switch (code) {
-    case ExitCode::kUsage:
-      return "usage";
-    case ExitCode::kInputUnusable:
-      return "input";
-    case ExitCode::kBundleInvalid:
-      return "bundle";
-    case ExitCode::kDevice:
-      return "device";
-    case ExitCode::kInterrupted:
-      return "stopping";
-    default:
-      return "internal";
-  }
-}
-
 void send_json(httplib::Response& res, const json& body, int status = 200) {
   res.status = status;
   res.set_header("Cache-Control", "no-store");
@@ -76,7 +59,7 @@ void answer(httplib::Response& res, F work) {
   } catch (const StudioError& e) {
     send_error(res, e.status(), e.code(), e.what());
   } catch (const Error& e) {
-    send_error(res, status_of(e.code()), code_of(e.code()), e.what());
+    send_error(res, status_of(e.code()), error_code_name(e.code()), e.what());
   } catch (const json::exception& e) {
     send_error(res, 400, "usage", std::string("invalid request: ") + e.what());
   } catch (const std::exception& e) {

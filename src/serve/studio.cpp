@@ -167,6 +167,23 @@ class RemoveUnlessKept {
 
 }  // namespace
 
+const char* error_code_name(ExitCode code) {
+  switch (code) {
+    case ExitCode::kUsage:
+      return "usage";
+    case ExitCode::kInputUnusable:
+      return "input";
+    case ExitCode::kBundleInvalid:
+      return "bundle";
+    case ExitCode::kDevice:
+      return "device";
+    case ExitCode::kInterrupted:
+      return "stopping";
+    default:
+      return "internal";
+  }
+}
+
 struct Studio::Models {
   std::optional<Bundle> bundle;
   torch::Device device = torch::kCPU;
@@ -206,20 +223,9 @@ struct Studio::Latent {
   std::string png, target_png;
   json info;
   double created = 0;
-  mutable std::atomic<double> used{0};  ///< when a request last named it (the least recent goes)
-  Latent() = default;
-  Latent(Latent&& o) noexcept
-      : id(std::move(o.id)),
-        name(std::move(o.name)),
-        source(std::move(o.source)),
-        root(std::move(o.root)),
-        ws(std::move(o.ws)),
-        png(std::move(o.png)),
-        target_png(std::move(o.target_png)),
-        info(std::move(o.info)),
-        created(o.created),
-        used(o.used.load()) {}
-  Latent& operator=(Latent&&) = delete;
+  /// When a request last named it (the least recent goes first); read and written under the
+  /// Studio's mutex only.
+  mutable double used = 0;
   [[nodiscard]] json to_json() const {
     json j = {{"id", id},
               {"name", name},
@@ -348,8 +354,20 @@ std::string Studio::new_id() {
   return std::string(buf, 12);
 }
 
+size_t Studio::waiting_jobs() const {
+  // Jobs that wait count, cancelled ones do not (they leave the queue when their turn comes).
+  size_t waiting = 0;
+  for (const auto& [id, j] : jobs_) waiting += j->state == "queued" ? 1 : 0;
+  return waiting;
+}
+
 json Studio::info() const {
   const auto& m = *models_;
+  size_t waiting = 0;
+  {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    waiting = waiting_jobs();
+  }
   const auto& g = m.gen->info();
   json engines_json = json::array();
   for (const auto& e : engines()) {
@@ -370,32 +388,30 @@ json Studio::info() const {
   }
   json mappers = json::array();
   for (const auto& [name, path] : m.mappers) mappers.push_back(name);
-  return {
-      {"tool", "styleclip"},
-      {"version", STYLECLIP_VERSION},
-      {"models",
-       {{"name", fs::absolute(options_.models).lexically_normal().filename().string()},
-        {"generator", to_string(g.family)},
-        {"resolution", g.resolution},
-        {"num_ws", g.num_ws},
-        {"w_dim", g.w_dim},
-        {"conditional", g.c_dim > 0},
-        {"identity", m.identity.has_value()}}},
-      {"device", m.device.str()},
-      {"precision", to_string(m.precision)},
-      {"engines", engines_json},
-      {"mappers", mappers},
-      {"global",
-       {{"available", m.stats.has_value()},
-        {"channels", m.stats ? m.stats->directions.size(0) : 0}}},
-      {"photos",
-       {{"face_detector", !options_.face_detector.empty() || m.bundle->has("face_detector")},
-        {"encoder", m.bundle->has("encoder")},
-        {"max_upload_bytes", options_.max_upload_bytes},
-        {"max_pixels", options_.max_pixels},
-        {"max_steps", options_.max_invert_steps}}},
-      {"queue",
-       {{"waiting_previews", queue_.waiting_quick()}, {"waiting_jobs", queue_.waiting_jobs()}}}};
+  return {{"tool", "styleclip"},
+          {"version", STYLECLIP_VERSION},
+          {"models",
+           {{"name", fs::absolute(options_.models).lexically_normal().filename().string()},
+            {"generator", to_string(g.family)},
+            {"resolution", g.resolution},
+            {"num_ws", g.num_ws},
+            {"w_dim", g.w_dim},
+            {"conditional", g.c_dim > 0},
+            {"identity", m.identity.has_value()}}},
+          {"device", m.device.str()},
+          {"precision", to_string(m.precision)},
+          {"engines", engines_json},
+          {"mappers", mappers},
+          {"global",
+           {{"available", m.stats.has_value()},
+            {"channels", m.stats ? m.stats->directions.size(0) : 0}}},
+          {"photos",
+           {{"face_detector", !options_.face_detector.empty() || m.bundle->has("face_detector")},
+            {"encoder", m.bundle->has("encoder")},
+            {"max_upload_bytes", options_.max_upload_bytes},
+            {"max_pixels", options_.max_pixels},
+            {"max_steps", options_.max_invert_steps}}},
+          {"queue", {{"waiting_previews", queue_.waiting_quick()}, {"waiting_jobs", waiting}}}};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -643,10 +659,7 @@ json Studio::post(const std::shared_ptr<Job>& job) {
   {
     const std::lock_guard<std::mutex> lock(mutex_);
     if (stopping_) throw StudioError(503, "stopping", "the server is stopping");
-    // Jobs that wait count, cancelled ones do not (they leave the queue when their turn comes).
-    size_t waiting = 0;
-    for (const auto& [id, j] : jobs_) waiting += j->state == "queued" ? 1 : 0;
-    if (waiting >= options_.max_waiting_jobs) {
+    if (waiting_jobs() >= options_.max_waiting_jobs) {
       throw StudioError(503, "busy",
                         "too many jobs are waiting (" + std::to_string(options_.max_waiting_jobs) +
                             "): try again when one has finished (serve --max-jobs)");
@@ -728,23 +741,6 @@ void Studio::run_job(const std::shared_ptr<Job>& job) {
   // (milliseconds, on the model thread, between jobs).
   malloc_trim(0);
 #endif
-}
-
-const char* Studio::error_code_name(ExitCode code) {
-  switch (code) {
-    case ExitCode::kUsage:
-      return "usage";
-    case ExitCode::kBundleInvalid:
-      return "bundle";
-    case ExitCode::kInputUnusable:
-      return "input";
-    case ExitCode::kDevice:
-      return "device";
-    case ExitCode::kInterrupted:
-      return "cancelled";
-    default:
-      return "failed";
-  }
 }
 
 json Studio::add_job(const json& request) {

@@ -525,6 +525,46 @@ TEST_F(Serve, OtherSitesAndHostNamesAreRefused) {
             200);
 }
 
+// A bundle without global statistics serves everything else; previews and global jobs are refused
+// naming the fix (409 bundle), and the page learns it from /api/info. Bad serve options fail the
+// command before it listens.
+TEST_F(Serve, WhatTheBundleOrTheOptionsCannotDo) {
+  SKIP_UNLESS_BUNDLE("tiny");
+  auto o = options();
+  o.models = test::testdata("tiny");
+  Running s(o);
+  EXPECT_EQ(parse(s.http().Get("/api/info"))["global"]["available"], false);
+  const auto l = seed(s, 0);
+  const json preview = {{"latent", l["id"]}, {"neutral", "a face"}, {"target", "a smiling face"}};
+  auto r = s.http().Post("/api/preview", preview.dump(), "application/json");
+  EXPECT_EQ(r->status, 409);
+  EXPECT_EQ(json::parse(r->body)["code"], "bundle");
+  EXPECT_NE(r->body.find("global prepare"), std::string::npos) << r->body;
+  const json global = {{"latent", l["id"]},
+                       {"method", "global"},
+                       {"text", "a smiling face"},
+                       {"options", {{"neutral", "a face"}}}};
+  r = s.http().Post("/api/jobs", global.dump(), "application/json");
+  EXPECT_EQ(r->status, 409);
+  EXPECT_EQ(json::parse(r->body)["code"], "bundle");
+  const json mapper = {{"latent", l["id"]}, {"method", "mapper"}, {"options", {{"mapper", "red"}}}};
+  r = s.http().Post("/api/jobs", mapper.dump(), "application/json");
+  EXPECT_EQ(r->status, 400);
+  EXPECT_NE(r->body.find("offers: none"), std::string::npos) << r->body;
+  for (const std::vector<std::string>& bad :
+       {std::vector<std::string>{"--mapper", (tmp_ / "missing.mapper.pt").string()},
+        std::vector<std::string>{"--max-upload-mb", "0"},
+        std::vector<std::string>{"--port", "70000"}, std::vector<std::string>{"--max-jobs", "0"}}) {
+    std::vector<std::string> args = {"serve", "--models", demo_bundle().string(), "--port",
+                                     "0",     "--out",    (tmp_ / "o").string()};
+    args.insert(args.end(), bad.begin(), bad.end());
+    const auto run = test::styleclip(args);
+    EXPECT_EQ(run.code, 2) << bad[0] << ": " << run.err;
+    EXPECT_NE(run.err.find(bad[0]), std::string::npos) << run.err;
+    EXPECT_EQ(run.out.find("listening"), std::string::npos);
+  }
+}
+
 // A stop asked for before listening is not lost: listen() returns at once.
 TEST_F(Serve, StopBeforeListenIsKept) {
   Server server(options());

@@ -64,6 +64,10 @@ class StudioError : public std::runtime_error {
   std::string code_;
 };
 
+/// The name an error of category `code` has in the API's answers and a job's `error.code`:
+/// usage, input, bundle, device, stopping (an interrupted request), internal.
+const char* error_code_name(ExitCode code);
+
 /// A file a job or latent offers for download.
 struct Download {
   std::string bytes;
@@ -127,7 +131,8 @@ class Studio {
   void run_job(const std::shared_ptr<Job>& job);
   nlohmann::json run_edit_job(Job& job);
   nlohmann::json run_photo_job(Job& job);
-  static const char* error_code_name(ExitCode code);
+  /// Jobs waiting to run, cancelled ones left out (the caller holds mutex_).
+  [[nodiscard]] size_t waiting_jobs() const;
   nlohmann::json render_preview(const nlohmann::json& request, const Latent& latent);
   bool job_should_stop(Job& job);
 
